@@ -1,0 +1,165 @@
+"""`queuectl` entry point: the argument parser and the error boundary.
+
+Command modules are imported only when their command runs, so a one-shot
+command like `enqueue` pays for nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from queuectl import __version__
+from queuectl.errors import InvalidInput, QueueError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line: `queuectl: error: ...` (exit 2)."""
+
+    def error(self, message):
+        raise InvalidInput(f"{message} (see '{self.prog} --help')")
+
+
+def _common() -> argparse.ArgumentParser:
+    # Accepted before or after the command; SUPPRESS keeps a subcommand's
+    # absent option from overwriting one given before it.
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH",
+                   help="database (default: $QUEUECTL_DB, else ./queuectl.db)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks for unexpected errors")
+    return p
+
+
+def _json(p) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON only")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    common = _common()
+    root = Parser(prog="queuectl", parents=[common],
+                  description="A durable background job queue for shell commands.")
+    root.add_argument("--version", action="version", version=f"queuectl {__version__}")
+    sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name, help, target, parent=sub):
+        p = parent.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(target=target)
+        return p
+
+    p = cmd("enqueue", "add a job (one JSON object), or many with '-' / --file",
+            "jobs:enqueue")
+    p.add_argument("payload", nargs="?",
+                   help="a JSON object, or '-' to read JSON Lines / a JSON array from stdin")
+    p.add_argument("--file", "-f", metavar="F",
+                   help="read JSON Lines or a JSON array from file F")
+
+    w = cmd("worker", "start or stop workers", None)
+    wsub = w.add_subparsers(dest="worker_command", metavar="SUBCOMMAND", parser_class=Parser)
+    p = cmd("start", "run N workers in the foreground (Ctrl+C: finish jobs and exit)",
+            "workers:start", wsub)
+    p.add_argument("--count", "-c", type=_pos_int, default=1, metavar="N",
+                   help="number of worker processes (default 1)")
+    p.add_argument("--burst", action="store_true",
+                   help="exit once no job is pending, failed or processing")
+    p.add_argument("--quiet", "-q", action="store_true", help="log only problems")
+    p = cmd("stop", "ask every running worker to finish its job and exit",
+            "workers:stop", wsub)
+    p.add_argument("--wait", action="store_true", help="wait until they have exited")
+    p = cmd("list", "list active workers", "workers:list", wsub)
+    _json(p)
+
+    p = cmd("status", "job counts per state and active workers", "jobs:status")
+    _json(p)
+
+    p = cmd("list", "list jobs, oldest first", "jobs:list_")
+    p.add_argument("--state", metavar="STATE",
+                   help="pending, processing, completed, failed or dead")
+    p.add_argument("--limit", type=_nonneg_int, default=100, metavar="N",
+                   help="at most N jobs (default 100, 0 = all)")
+    _json(p)
+
+    p = cmd("show", "one job and the output of its latest attempt", "jobs:show")
+    p.add_argument("id")
+    _json(p)
+
+    p = cmd("logs", "output (stdout and stderr) of a job's latest attempt", "jobs:logs")
+    p.add_argument("id")
+
+    p = cmd("history", "job events as JSON Lines, oldest first", "jobs:history")
+    p.add_argument("--job-id", metavar="ID")
+    p.add_argument("--limit", type=_nonneg_int, default=0, metavar="N",
+                   help="only the N most recent events (default all)")
+
+    d = cmd("dlq", "the dead-letter queue", None)
+    dsub = d.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", parser_class=Parser)
+    p = cmd("list", "list dead jobs", "dlq:list_", dsub)
+    p.add_argument("--limit", type=_nonneg_int, default=100, metavar="N",
+                   help="at most N jobs (default 100, 0 = all)")
+    _json(p)
+    p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true", help="retry every dead job")
+
+    c = cmd("config", "read or change settings", None)
+    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=Parser)
+    p = cmd("set", "set a config key", "settings:set_", csub)
+    p.add_argument("key")
+    p.add_argument("value")
+    p = cmd("get", "print a config key's value", "settings:get", csub)
+    p.add_argument("key")
+    p = cmd("list", "every config key and its value", "settings:list_", csub)
+    _json(p)
+    return root
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        debug = getattr(args, "debug", False)
+        target = getattr(args, "target", None)
+        if target is None:
+            group = {"worker": "worker", "dlq": "dlq", "config": "config"}.get(args.command)
+            raise InvalidInput(f"{'a subcommand' if group else 'a command'} is required "
+                               f"(see 'queuectl {group + ' ' if group else ''}--help')")
+        module, func = target.split(":")
+        mod = __import__(f"queuectl.cli.{module}", fromlist=[func])
+        return getattr(mod, func)(args) or 0
+    except QueueError as e:
+        if debug:
+            raise
+        print(f"queuectl: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `queuectl list | head`: the reader left; say nothing.
+        try:
+            sys.stdout = None
+        finally:
+            return 0
+    except Exception as e:   # a bug: one line unless --debug
+        if debug:
+            raise
+        print(f"queuectl: error: internal error: {e.__class__.__name__}: {e} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,35 @@
+"""Config commands: config set, get, list."""
+
+from __future__ import annotations
+
+from queuectl import config as cfgmod
+from queuectl.cli import render
+from queuectl.cli.jobs import _store
+
+
+def set_(args) -> int:
+    key = cfgmod.canonical(args.key)
+    value = cfgmod.parse_value(key, args.value)
+    with _store(args) as store:
+        store.config_set(key, value)
+    print(f"{key} = {cfgmod.render(value)}")
+    return 0
+
+
+def get(args) -> int:
+    key = cfgmod.canonical(args.key)
+    with _store(args) as store:
+        print(cfgmod.render(store.config()[key]))
+    return 0
+
+
+def list_(args) -> int:
+    with _store(args) as store:
+        values = store.config()
+    if args.json:
+        render.emit_json(values)
+        return 0
+    render.table(["KEY", "VALUE", "DEFAULT", "MEANING"],
+                 [[k, cfgmod.render(v), cfgmod.render(cfgmod.KEYS[k].default),
+                   cfgmod.KEYS[k].help] for k, v in values.items()])
+    return 0

@@ -1,0 +1,53 @@
+"""Time as the rest of queuectl sees it: integer milliseconds since the epoch (UTC).
+
+The store and the retry/lease logic take a clock instead of calling `time`
+directly, so tests drive them with `FakeClock` and never sleep.
+"""
+
+import time
+from datetime import datetime, timezone
+
+
+class SystemClock:
+    """Wall-clock time in integer milliseconds."""
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class FakeClock:
+    """A clock that only moves when told to (tests)."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000):
+        self.ms = start_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float) -> None:
+        self.ms += round(seconds * 1000)
+
+
+def iso(ms: "int | None") -> "str | None":
+    """ISO-8601 UTC with millisecond precision and a `Z`, or None."""
+    if ms is None:
+        return None
+    secs, milli = divmod(int(ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{milli:03d}Z"
+
+
+def parse_iso(text: str) -> int:
+    """Parse an ISO-8601 timestamp into epoch milliseconds.
+
+    A trailing `Z` or an offset is honoured; a timestamp without one is taken
+    as UTC. Raises ValueError on anything else.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("empty timestamp")
+    s = text.strip()
+    if s[-1] in "zZ":
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return round(dt.timestamp() * 1000)

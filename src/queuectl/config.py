@@ -1,0 +1,97 @@
+"""Configuration keys: names, defaults, aliases and validation (pure).
+
+Values live in the database (`config` table) as JSON text; anything not set
+there has the default below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from queuectl.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: object
+    kind: str          # "int" or "number"
+    minimum: float
+    help: str
+
+
+KEYS = {k.name: k for k in (
+    Key("max_retries", 3, "int", 0,
+        "retries after the first attempt, copied into each job at enqueue"),
+    Key("backoff_base", 2, "number", 1,
+        "retry k waits backoff_base ** k seconds (plus up to 10% jitter)"),
+    Key("backoff_max", 3600, "number", 0,
+        "upper bound of one backoff delay, in seconds"),
+    Key("job_timeout", 0, "number", 0,
+        "default per-job timeout in seconds, copied at enqueue (0 = none)"),
+    Key("lease_timeout", 30, "number", 1,
+        "seconds without a heartbeat after which a running job is rescued"),
+)}
+
+ALIASES = {"backoff": "backoff_base"}
+
+
+def canonical(name: str) -> str:
+    """Map `max-retries`, `MAX_RETRIES`, `backoff` ... to the key's name."""
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in KEYS:
+        raise InvalidInput(f"unknown config key {name!r} (keys: {', '.join(KEYS)})")
+    return key
+
+
+def parse_value(name: str, raw: object):
+    """Validate a value for key `name` (given as text or a number); return int or float."""
+    key = KEYS[name]
+    if isinstance(raw, bool):
+        raise InvalidInput(f"{name} must be a number")
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise InvalidInput(f"{name} must be a number, not {raw!r}") from None
+    else:
+        value = raw
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{name} must be a finite number")
+        if key.kind == "int":
+            if not value.is_integer() or (isinstance(raw, str) and not _intlike(raw)):
+                raise InvalidInput(f"{name} must be a whole number, not {raw!r}")
+            value = int(value)
+    if not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name} must be a number")
+    if value < key.minimum:
+        raise InvalidInput(f"{name} must be >= {key.minimum:g}")
+    if value > 10**9:
+        raise InvalidInput(f"{name} must be <= 1000000000")
+    return value
+
+
+def _intlike(text: str) -> bool:
+    try:
+        int(text.strip())
+        return True
+    except ValueError:
+        return False
+
+
+def defaults() -> dict:
+    return {name: key.default for name, key in KEYS.items()}
+
+
+def render(value) -> str:
+    """How `config get` prints a value: 2.0 -> 2, 0.5 -> 0.5."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

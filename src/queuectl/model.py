@@ -1,0 +1,272 @@
+"""The job model: states, allowed transitions, the Job record and payload validation.
+
+Everything here is pure: no database, no processes, no clock reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+from queuectl.clock import iso, parse_iso
+from queuectl.errors import InvalidInput
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD = (
+    "pending", "processing", "completed", "failed", "dead")
+STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+# Jobs a worker may claim once their run_at has come.
+READY_STATES = (PENDING, FAILED)
+# Jobs that still need work (what `worker start --burst` waits for).
+UNFINISHED_STATES = (PENDING, PROCESSING, FAILED)
+
+# The whole state machine. The store's guarded statements implement exactly
+# these edges; tests check that nothing else is possible.
+TRANSITIONS = {
+    ("new", PENDING): "enqueue",
+    (PENDING, PROCESSING): "claim",
+    (FAILED, PROCESSING): "claim",
+    (PROCESSING, COMPLETED): "complete",
+    (PROCESSING, FAILED): "retry (or rescue of an expired lease)",
+    (PROCESSING, DEAD): "bury (or rescue of an expired lease)",
+    (DEAD, PENDING): "dlq retry",
+}
+
+EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",
+          "dlq_retry", "lease_expired")
+
+ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_COMMAND_BYTES = 65536
+MAX_INT = 2**31 - 1
+
+# Payload fields: name -> validator kind. Unknown fields are rejected.
+FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
+
+
+def new_job_id() -> str:
+    """A random 16-hex-digit id (64 bits)."""
+    return os.urandom(8).hex()
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+@dataclass
+class NewJob:
+    """A validated enqueue request. `run_at` is absolute (ms) or None (= now + delay)."""
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int = 0
+    run_at: "int | None" = None
+    delay: float = 0.0
+    timeout: float = 0.0
+
+
+@dataclass
+class Job:
+    """A job as stored. Times are epoch milliseconds (UTC)."""
+
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int
+    priority: int
+    run_at: int
+    timeout: float
+    created_at: int
+    updated_at: int
+    started_at: "int | None" = None
+    finished_at: "int | None" = None
+    exit_code: "int | None" = None
+    last_error: "str | None" = None
+    worker_id: "str | None" = None
+    lease_expires_at: "int | None" = None
+    output: "str | None" = field(default=None, repr=False)
+    output_truncated: bool = False
+
+    def to_dict(self, with_output: bool = False) -> dict:
+        d = {
+            "id": self.id,
+            "command": self.command,
+            "state": self.state,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "run_at": iso(self.run_at),
+            "timeout": _num(self.timeout),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "exit_code": self.exit_code,
+            "last_error": self.last_error,
+            "worker_id": self.worker_id,
+            "lease_expires_at": iso(self.lease_expires_at),
+        }
+        if with_output:
+            d["output"] = self.output or ""
+            d["output_truncated"] = bool(self.output_truncated)
+        return d
+
+
+def _num(x: float):
+    """Render whole floats as ints (timeout 5.0 -> 5)."""
+    return int(x) if float(x).is_integer() else x
+
+
+# ---------------------------------------------------------------- validation
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v))
+
+
+def validate_payload(obj: object, *, default_max_retries: int,
+                     default_timeout: float) -> NewJob:
+    """Turn one decoded JSON value into a NewJob, or raise InvalidInput naming the field."""
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"a job must be a JSON object, not {_json_type(obj)}")
+    for key in obj:
+        if key not in FIELDS:
+            raise InvalidInput(f"unknown field {key!r} (allowed: {', '.join(FIELDS)})")
+
+    if "command" not in obj:
+        raise InvalidInput("field 'command' is required")
+    command = obj["command"]
+    if not isinstance(command, str):
+        raise InvalidInput(f"field 'command' must be a string, not {_json_type(command)}")
+    if not command.strip():
+        raise InvalidInput("field 'command' must not be blank")
+    if "\x00" in command:
+        raise InvalidInput("field 'command' must not contain NUL characters")
+    if len(command.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+        raise InvalidInput(f"field 'command' is longer than {MAX_COMMAND_BYTES} bytes")
+
+    if "id" in obj:
+        job_id = obj["id"]
+        if not valid_id(job_id):
+            raise InvalidInput(
+                "field 'id' must be a string of 1-128 letters, digits or '._:-'")
+    else:
+        job_id = new_job_id()
+
+    max_retries = obj.get("max_retries", default_max_retries)
+    if not _is_int(max_retries) or not 0 <= max_retries <= MAX_INT:
+        raise InvalidInput("field 'max_retries' must be an integer >= 0")
+
+    priority = obj.get("priority", 0)
+    if not _is_int(priority) or not -MAX_INT <= priority <= MAX_INT:
+        raise InvalidInput("field 'priority' must be an integer")
+
+    if "run_at" in obj and "delay" in obj:
+        raise InvalidInput("give either 'run_at' or 'delay', not both")
+    run_at = None
+    delay = 0.0
+    if "run_at" in obj:
+        raw = obj["run_at"]
+        if not isinstance(raw, str):
+            raise InvalidInput("field 'run_at' must be an ISO-8601 timestamp string")
+        try:
+            run_at = parse_iso(raw)
+        except (ValueError, OverflowError, OSError):
+            raise InvalidInput(
+                f"field 'run_at' is not an ISO-8601 timestamp: {raw!r}") from None
+    if "delay" in obj:
+        delay = obj["delay"]
+        if not _is_number(delay) or delay < 0 or delay > 10**9:
+            raise InvalidInput("field 'delay' must be a number of seconds >= 0")
+
+    timeout = obj.get("timeout", default_timeout)
+    if not _is_number(timeout) or timeout < 0 or timeout > 10**9:
+        raise InvalidInput("field 'timeout' must be a number of seconds >= 0 (0 = no limit)")
+
+    return NewJob(id=job_id, command=command, max_retries=max_retries,
+                  priority=priority, run_at=run_at, delay=float(delay),
+                  timeout=float(timeout))
+
+
+def _json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"
+
+
+def _no_duplicate_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidInput(f"duplicate field {key!r}")
+        obj[key] = value
+    return obj
+
+
+def decode_json(text: str) -> object:
+    """json.loads that rejects duplicate keys and NaN/Infinity, raising InvalidInput."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys,
+                          parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"invalid JSON: {e.msg} (line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise InvalidInput("invalid JSON: nested too deeply") from None
+
+
+def _reject_constant(name: str):
+    raise InvalidInput(f"invalid JSON: {name} is not allowed")
+
+
+def parse_one(text: str, **defaults) -> NewJob:
+    """The argument of `queuectl enqueue '<json>'`: exactly one object."""
+    value = decode_json(text)
+    if isinstance(value, list):
+        raise InvalidInput("expected one JSON object; to enqueue a list use 'queuectl enqueue -'")
+    return validate_payload(value, **defaults)
+
+
+def parse_many(text: str, **defaults) -> list[NewJob]:
+    """A JSON array or JSON Lines (blank lines ignored); errors name the item or line."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        value = decode_json(text)
+        if not isinstance(value, list):
+            raise InvalidInput("expected a JSON array or JSON Lines")
+        items = [(f"item {n}", v) for n, v in enumerate(value, 1)]
+    else:
+        items = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"line {n}", decode_json(line)))
+            except InvalidInput as e:
+                raise InvalidInput(f"line {n}: {e}") from None
+    jobs: list[NewJob] = []
+    seen: dict[str, str] = {}
+    for where, value in items:
+        try:
+            job = validate_payload(value, **defaults)
+        except InvalidInput as e:
+            raise InvalidInput(f"{where}: {e}") from None
+        if job.id in seen:
+            raise InvalidInput(f"{where}: duplicate id {job.id!r} (also {seen[job.id]})")
+        seen[job.id] = where
+        jobs.append(job)
+    return jobs

@@ -1,0 +1,53 @@
+"""The retry policy, pure: an attempt's outcome + the job + config -> one decision.
+
+Nothing here touches the database, a process or the clock; the worker applies
+the decision through exactly one store call.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from queuectl.runner import Outcome
+
+JITTER = 0.10  # up to +10%, never below the formula
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`complete`, `retry` (after `delay` seconds) or `bury` (move to the DLQ)."""
+
+    action: str
+    delay: float = 0.0
+
+
+COMPLETE = Decision("complete")
+BURY = Decision("bury")
+
+
+def backoff(attempt: int, base: float, cap: float, rand=random.random) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based).
+
+    min(base ** attempt, cap), plus up to 10% random jitter on top.
+    """
+    try:
+        delay = float(base) ** attempt
+    except OverflowError:
+        delay = float("inf")
+    delay = min(delay, float(cap))
+    return delay + delay * JITTER * rand()
+
+
+def decide(outcome: Outcome, attempts: int, max_retries: int, cfg: dict,
+           rand=random.random) -> Decision:
+    """What to do with a job whose attempt number `attempts` ended with `outcome`."""
+    if outcome.ok:
+        return COMPLETE
+    if outcome.kind == "interrupted":
+        # The worker itself was stopped (second Ctrl+C): hand the job back for
+        # an immediate retry; a user's interruption never buries a job.
+        return Decision("retry", 0.0)
+    if attempts > max_retries:
+        return BURY
+    return Decision("retry", backoff(attempts, cfg["backoff_base"], cfg["backoff_max"], rand))

@@ -1,0 +1,35 @@
+"""The storage seam: the only package that speaks SQL or imports a database driver.
+
+`open_store(url)` picks the backend from the URL: a file path (or
+`sqlite:///path`) is SQLite; PostgreSQL joins as a second backend behind the
+same `Store` interface.
+"""
+
+from __future__ import annotations
+
+from queuectl.errors import InvalidInput
+from queuectl.store.base import Store
+
+__all__ = ["Store", "open_store", "resolve_url"]
+
+
+def resolve_url(url: "str | None") -> str:
+    """--db, else $QUEUECTL_DB, else ./queuectl.db."""
+    import os
+    return url or os.environ.get("QUEUECTL_DB") or "queuectl.db"
+
+
+def open_store(url: str, *, clock=None, worker: bool = False) -> Store:
+    """Open (creating and migrating if needed) the database named by `url`.
+
+    `worker=True` selects the cheaper sync mode used for worker state changes
+    (see docs/ARCHITECTURE.md, "Durability").
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput("PostgreSQL databases are not supported yet")
+    if url.startswith("sqlite://"):
+        url = url[len("sqlite://"):]
+        if url.startswith("/") and url[1:2] == "/":
+            url = url[1:]
+    from queuectl.store.sqlite import SQLiteStore
+    return SQLiteStore(url, clock=clock, worker=worker)

@@ -1,0 +1,136 @@
+"""The storage contract every backend implements (SQLite now, PostgreSQL next).
+
+Rules every implementation follows:
+
+* Each state change is one guarded statement (`... WHERE id = ? AND state = ...`)
+  and appends the job's event in the same transaction. A guard that matches no
+  row raises (`LeaseLost`, `Conflict`, `NotFound`); it is never silent.
+* Times are epoch milliseconds from the store's clock (the database's own clock
+  on a server backend), so leases and run_at never mix host clocks.
+* Driver errors are translated into `StoreError` here, never above.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Optional
+
+from queuectl.model import Job, NewJob
+
+
+class Store(ABC):
+    """Abstract storage. Method names are the transitions they perform."""
+
+    # ------------------------------------------------------------ lifecycle
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ jobs: writes
+    @abstractmethod
+    def enqueue(self, jobs: list[NewJob]) -> None:
+        """Insert all jobs as `pending` (event `enqueued`), all or nothing.
+
+        Raises DuplicateJob if any id exists already; then nothing is written.
+        """
+
+    @abstractmethod
+    def claim(self, worker_id: str, lease_timeout: float) -> Optional[Job]:
+        """Take the best ready job (`pending`/`failed`, run_at <= now; highest
+        priority, then earliest run_at, then enqueue order), mark it
+        `processing` for `worker_id` with a lease, count the attempt and
+        append `processing`. None if nothing is ready."""
+
+    @abstractmethod
+    def finish(self, job: Job, outcome, decision,
+               next_lease: Optional[float] = None) -> Optional[Job]:
+        """End the attempt `job` (held by job.worker_id) as `decision` says:
+        complete -> `completed`, retry -> `failed` with run_at = now + delay
+        (event `retry_scheduled`), bury -> `dead`. Stores the outcome's exit
+        code, error and output. Raises LeaseLost if the job is no longer held
+        by that worker. If `next_lease` is given, claims the next job for the
+        same worker in the same transaction and returns it."""
+
+    @abstractmethod
+    def heartbeat(self, worker_id: str, job_id: Optional[str],
+                  lease_timeout: float) -> bool:
+        """Renew the worker's heartbeat and its job's lease. Returns False if
+        the worker no longer holds `job_id` (it was rescued meanwhile)."""
+
+    @abstractmethod
+    def rescue_expired(self, decide: Callable[[Job], object]) -> list[Job]:
+        """Jobs `processing` whose lease has expired (or whose worker is gone)
+        count a failed attempt: event `lease_expired`, then `decide(job)`
+        chooses retry or bury. Returns the rescued jobs."""
+
+    @abstractmethod
+    def dlq_retry(self, job_id: str) -> None:
+        """`dead` -> `pending` with attempts reset (event `dlq_retry`).
+        NotFound if no such job, Conflict if it is not dead."""
+
+    @abstractmethod
+    def dlq_retry_all(self) -> int:
+        """Every dead job back to pending; returns how many."""
+
+    # ------------------------------------------------------------ jobs: reads
+    @abstractmethod
+    def get_job(self, job_id: str, with_output: bool = False) -> Job:
+        """The job, or NotFound."""
+
+    @abstractmethod
+    def list_jobs(self, state: Optional[str] = None, limit: int = 0) -> list[Job]:
+        """Jobs in enqueue order (oldest first); limit 0 = all."""
+
+    @abstractmethod
+    def counts(self) -> dict:
+        """{state: number of jobs} for every state, zeros included."""
+
+    @abstractmethod
+    def history(self, job_id: Optional[str] = None, limit: int = 0) -> list[dict]:
+        """Events, oldest first; with a limit, the most recent `limit`."""
+
+    @abstractmethod
+    def has_unfinished(self) -> bool:
+        """Is any job pending, failed or processing?"""
+
+    @abstractmethod
+    def next_due_in(self) -> Optional[float]:
+        """Seconds until the earliest ready job is due (0 if one is due now),
+        None if nothing is waiting."""
+
+    @abstractmethod
+    def wait_for_change(self, timeout: float) -> None:
+        """Block up to `timeout` seconds or until another process commits."""
+
+    # ------------------------------------------------------------ workers
+    @abstractmethod
+    def register_worker(self, worker_id: str, host: str, pid: int) -> None: ...
+
+    @abstractmethod
+    def deregister_worker(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    def stop_requested(self, worker_id: str) -> bool: ...
+
+    @abstractmethod
+    def request_stop(self) -> list[str]:
+        """Flag every active worker to stop; returns their ids. Workers that
+        start later are not affected."""
+
+    @abstractmethod
+    def active_workers(self) -> list[dict]:
+        """Workers whose heartbeat is fresher than lease_timeout, with their
+        current job (`job_id`, or None)."""
+
+    # ------------------------------------------------------------ config
+    @abstractmethod
+    def config(self) -> dict:
+        """Every config key with its effective value (defaults filled in)."""
+
+    @abstractmethod
+    def config_set(self, key: str, value) -> None: ...

@@ -1,0 +1,480 @@
+"""The SQLite backend: one database file shared by any number of processes.
+
+WAL mode, a busy timeout, and short `BEGIN IMMEDIATE` write transactions; no
+transaction is ever open while a command runs. All SQLite SQL lives in this
+module and in migrations/sqlite/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+from queuectl import config as cfgmod
+from queuectl.clock import SystemClock, iso
+from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
+from queuectl.model import STATES, Job, NewJob
+from queuectl.store.base import Store
+
+APP = "queuectl"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
+POLL_INTERVAL = 0.02     # idle workers look for new commits this often
+
+JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
+            "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
+            "worker_id, lease_expires_at")
+
+SQL_INSERT_JOB = (
+    "INSERT INTO jobs (id, command, max_retries, priority, run_at, timeout, "
+    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQL_INSERT_EVENT = (
+    "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?)")
+SQL_READY = (
+    f"SELECT seq, {JOB_COLS} FROM jobs WHERE state IN ('pending', 'failed') "
+    "AND run_at <= ? ORDER BY priority DESC, run_at, seq LIMIT 1")
+SQL_CLAIM = (
+    "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
+    "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL "
+    "WHERE seq = ? AND state IN ('pending', 'failed')")
+SQL_FINISH = (
+    "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
+    "exit_code = ?, last_error = ?, lease_expires_at = NULL, output = ?, "
+    "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ?")
+SQL_EXPIRED = (
+    f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' AND "
+    "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
+SQL_RESCUE = (
+    "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
+    "exit_code = NULL, last_error = ?, lease_expires_at = NULL "
+    "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = ?")
+
+# decision.action -> (new state, event)
+FINISH = {"complete": ("completed", "completed"),
+          "retry": ("failed", "retry_scheduled"),
+          "bury": ("dead", "dead")}
+
+
+def _detail(**kw) -> Optional[str]:
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return json.dumps(kw) if kw else None
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, clock=None, worker: bool = False):
+        self.path = path
+        self.clock = clock or SystemClock()
+        self._identity: "tuple | None" = None       # (host, pid, started) once registered
+        self._data_version = None
+        self.conn = self._connect()
+        try:
+            self._prepare(worker)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # ------------------------------------------------------------ opening
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise StoreError(f"cannot open database {path}: directory {parent} does not exist")
+            if os.path.isdir(path):
+                raise StoreError(f"cannot open database {path}: it is a directory")
+            if not os.path.exists(path):
+                try:
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise StoreError(f"cannot create database {path}: {e.strerror}") from None
+            elif not os.access(path, os.R_OK):
+                raise StoreError(f"cannot open database {path}: permission denied")
+        try:
+            return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open database {path}: {e}") from None
+
+    def _prepare(self, worker: bool) -> None:
+        c = self.conn
+        try:
+            c.execute("PRAGMA synchronous = NORMAL" if worker else "PRAGMA synchronous = FULL")
+            c.execute("PRAGMA foreign_keys = ON")
+            version = self._schema_version()
+            if version != SCHEMA_VERSION:
+                self._migrate()
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+
+    def _schema_version(self) -> int:
+        """0 for an empty database; raises StoreError for a foreign file."""
+        try:
+            rows = dict(self.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('app', 'schema_version')"))
+        except sqlite3.DatabaseError as e:
+            msg = str(e)
+            if "no such table" in msg:
+                (n,) = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if n:
+                    raise StoreError(f"{self.path} is an SQLite database but not a queuectl "
+                                     "database; refusing to touch it") from None
+                return 0
+            if "not a database" in msg or "encrypted" in msg:
+                raise StoreError(f"{self.path} is not a queuectl database "
+                                 "(not an SQLite file); refusing to touch it") from None
+            raise
+        if rows.get("app") != APP:
+            raise StoreError(f"{self.path} is an SQLite database but not a queuectl "
+                             "database; refusing to touch it")
+        version = int(rows.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this "
+                             f"queuectl understands ({SCHEMA_VERSION}); upgrade queuectl")
+        return version
+
+    def _migrate(self) -> None:
+        c = self.conn
+        if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            c.execute("PRAGMA journal_mode = WAL")
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._schema_version()        # again, now under the write lock
+            for number, script in _migrations():
+                if number > version:
+                    for stmt in _statements(script):
+                        c.execute(stmt)
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('app', ?), "
+                      "('schema_version', ?)", (APP, str(SCHEMA_VERSION)))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------ plumbing
+    def _translate(self, e: sqlite3.Error) -> StoreError:
+        msg = str(e)
+        low = msg.lower()
+        if "locked" in low or "busy" in low:
+            return StoreError(
+                f"database {self.path} is locked: another process has held a write "
+                f"transaction for over {BUSY_TIMEOUT:g}s; is one stuck?")
+        if "readonly" in low or "read-only" in low:
+            return StoreError(f"database {self.path} is read-only; check the permissions "
+                              "of the file and its directory")
+        if "full" in low:
+            return StoreError(f"database {self.path}: the disk is full")
+        if "unable to open" in low:
+            return StoreError(f"cannot open database {self.path}: {msg}")
+        return StoreError(f"database {self.path}: {msg}")
+
+    @contextmanager
+    def _write(self):
+        """A short write transaction that takes the lock up front (BEGIN IMMEDIATE)."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException as e:
+            if c.in_transaction:
+                try:
+                    c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(e, sqlite3.Error):
+                raise self._translate(e) from None
+            raise
+
+    def _read(self, sql: str, params=()) -> list:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+
+    def _now(self) -> int:
+        return self.clock.now_ms()
+
+    # ------------------------------------------------------------ jobs: writes
+    def enqueue(self, jobs: list[NewJob]) -> None:
+        now = self._now()
+        rows = [(j.id, j.command, j.max_retries, j.priority,
+                 j.run_at if j.run_at is not None else now + round(j.delay * 1000),
+                 j.timeout, now, now) for j in jobs]
+        with self._write() as c:
+            try:
+                c.executemany(SQL_INSERT_JOB, rows)
+            except sqlite3.IntegrityError:
+                raise DuplicateJob(self._first_existing([j.id for j in jobs])) from None
+            c.executemany(SQL_INSERT_EVENT,
+                          [(j.id, "enqueued", 0, now, None, None) for j in jobs])
+
+    def _first_existing(self, ids: list[str]) -> str:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            found = {r[0] for r in self.conn.execute(
+                f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
+            for job_id in chunk:
+                if job_id in found:
+                    return job_id
+        return ids[0]
+
+    def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> Optional[Job]:
+        row = c.execute(SQL_READY, (now,)).fetchone()
+        if row is None:
+            return None
+        lease = now + round(lease_timeout * 1000)
+        c.execute(SQL_CLAIM, (worker_id, now, now, lease, row[0]))
+        job = Job(*row[1:])
+        job.state, job.attempts, job.worker_id = "processing", job.attempts + 1, worker_id
+        job.started_at = job.updated_at = now
+        job.finished_at, job.lease_expires_at = None, lease
+        c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, now, worker_id, None))
+        return job
+
+    def claim(self, worker_id: str, lease_timeout: float) -> Optional[Job]:
+        now = self._now()
+        # Look before locking: an empty queue costs no write lock.
+        if not self._read(SQL_READY, (now,)):
+            return None
+        with self._write() as c:
+            return self._claim_in(c, worker_id, lease_timeout, now)
+
+    def finish(self, job: Job, outcome, decision, next_lease: Optional[float] = None):
+        now = self._now()
+        state, event = FINISH[decision.action]
+        run_at = now + round(decision.delay * 1000) if decision.action == "retry" else job.run_at
+        finished = now if state in ("completed", "dead") else None
+        error = None if decision.action == "complete" else outcome.error
+        with self._write() as c:
+            cur = c.execute(SQL_FINISH, (
+                state, now, finished, run_at, outcome.exit_code, error,
+                outcome.output or None, int(outcome.truncated), job.id, job.worker_id))
+            if cur.rowcount != 1:
+                raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
+            c.execute(SQL_INSERT_EVENT, (
+                job.id, event, job.attempts, now, job.worker_id,
+                _detail(exit_code=outcome.exit_code, error=error,
+                        duration=round(outcome.duration, 3),
+                        run_at=iso(run_at) if state == "failed" else None)))
+            if next_lease is not None:
+                return self._claim_in(c, job.worker_id, next_lease, now)
+        return None
+
+    def heartbeat(self, worker_id: str, job_id: Optional[str], lease_timeout: float) -> bool:
+        now = self._now()
+        with self._write() as c:
+            cur = c.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
+            if cur.rowcount == 0 and self._identity is not None:
+                host, pid, started = self._identity
+                c.execute("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
+                          "VALUES (?, ?, ?, ?, ?)", (worker_id, host, pid, started, now))
+            if job_id is None:
+                return True
+            cur = c.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'processing' "
+                "AND worker_id = ?", (now + round(lease_timeout * 1000), job_id, worker_id))
+            return cur.rowcount == 1
+
+    def rescue_expired(self, decide: Callable[[Job], object]) -> list[Job]:
+        now = self._now()
+        lease_ms = round(float(self.config()["lease_timeout"]) * 1000)
+        stale = now - lease_ms
+        if not self._read(SQL_EXPIRED, (now,)) and not self._read(
+                "SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (stale,)):
+            return []
+        rescued = []
+        with self._write() as c:
+            c.execute("DELETE FROM workers WHERE heartbeat_at < ?", (stale,))
+            for row in c.execute(SQL_EXPIRED, (now,)).fetchall():
+                job = Job(*row)
+                decision = decide(job)
+                state, event = FINISH[decision.action]
+                run_at = now + round(decision.delay * 1000) if state == "failed" else job.run_at
+                finished = now if state == "dead" else None
+                error = f"lease expired: worker {job.worker_id} stopped heartbeating"
+                cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
+                                             job.id, job.worker_id, job.attempts))
+                if cur.rowcount != 1:
+                    continue
+                c.execute(SQL_INSERT_EVENT, (job.id, "lease_expired", job.attempts, now,
+                                             job.worker_id, _detail(error=error)))
+                c.execute(SQL_INSERT_EVENT, (
+                    job.id, event, job.attempts, now, None,
+                    _detail(error=error, run_at=iso(run_at) if state == "failed" else None)))
+                job.state, job.run_at, job.last_error = state, run_at, error
+                rescued.append(job)
+        return rescued
+
+    def dlq_retry(self, job_id: str) -> None:
+        now = self._now()
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
+                "finished_at = NULL WHERE id = ? AND state = 'dead'", (now, now, job_id))
+            if cur.rowcount != 1:
+                row = c.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"job {job_id} not found")
+                raise Conflict(f"job {job_id} is not in the DLQ (state: {row[0]})")
+            c.execute(SQL_INSERT_EVENT, (job_id, "dlq_retry", 0, now, None, None))
+
+    def dlq_retry_all(self) -> int:
+        now = self._now()
+        with self._write() as c:
+            c.execute("INSERT INTO events (job_id, event, attempt, at) "
+                      "SELECT id, 'dlq_retry', 0, ? FROM jobs WHERE state = 'dead'", (now,))
+            cur = c.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
+                "finished_at = NULL WHERE state = 'dead'", (now, now))
+            return cur.rowcount
+
+    # ------------------------------------------------------------ jobs: reads
+    def get_job(self, job_id: str, with_output: bool = False) -> Job:
+        cols = JOB_COLS + (", output, output_truncated" if with_output else "")
+        rows = self._read(f"SELECT {cols} FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        job = Job(*rows[0])
+        job.output_truncated = bool(job.output_truncated)
+        return job
+
+    def list_jobs(self, state: Optional[str] = None, limit: int = 0) -> list[Job]:
+        where, params = ("WHERE state = ?", [state]) if state else ("", [])
+        rows = self._read(f"SELECT {JOB_COLS} FROM jobs {where} ORDER BY seq LIMIT ?",
+                          params + [limit if limit > 0 else -1])
+        return [Job(*r) for r in rows]
+
+    def counts(self) -> dict:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self._read("SELECT state, count(*) FROM jobs GROUP BY state"))
+        return counts
+
+    def history(self, job_id: Optional[str] = None, limit: int = 0) -> list[dict]:
+        where, params = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
+        rows = self._read(
+            f"SELECT job_id, event, attempt, at, worker_id, detail FROM events {where} "
+            "ORDER BY seq DESC LIMIT ?", params + [limit if limit > 0 else -1])
+        out = []
+        for job, event, attempt, at, worker, detail in reversed(rows):
+            d = {"job_id": job, "event": event, "attempt": attempt, "at": iso(at)}
+            if worker:
+                d["worker_id"] = worker
+            if detail:
+                d.update(json.loads(detail))
+            out.append(d)
+        return out
+
+    def job_exists(self, job_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM jobs WHERE id = ?", (job_id,)))
+
+    def has_unfinished(self) -> bool:
+        return bool(self._read(
+            "SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') LIMIT 1"))
+
+    def next_due_in(self) -> Optional[float]:
+        (due,) = self._read("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")[0]
+        if due is None:
+            return None
+        return max(0.0, (due - self._now()) / 1000)
+
+    def wait_for_change(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        if self._data_version is None:
+            self._data_version = self._read("PRAGMA data_version")[0][0]
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(POLL_INTERVAL, left))
+            version = self._read("PRAGMA data_version")[0][0]
+            if version != self._data_version:
+                self._data_version = version
+                return
+
+    # ------------------------------------------------------------ workers
+    def register_worker(self, worker_id: str, host: str, pid: int) -> None:
+        now = self._now()
+        self._identity = (host, pid, now)
+        with self._write() as c:
+            c.execute("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
+                      "VALUES (?, ?, ?, ?, ?)", (worker_id, host, pid, now, now))
+
+    def deregister_worker(self, worker_id: str) -> None:
+        self._identity = None
+        with self._write() as c:
+            c.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def stop_requested(self, worker_id: str) -> bool:
+        rows = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
+        return bool(rows and rows[0][0])
+
+    def _active_since(self) -> int:
+        return self._now() - round(float(self.config()["lease_timeout"]) * 1000)
+
+    def request_stop(self) -> list[str]:
+        since = self._active_since()
+        with self._write() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT id FROM workers WHERE heartbeat_at >= ? ORDER BY started_at", (since,))]
+            c.execute("UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= ?", (since,))
+        return ids
+
+    def active_workers(self) -> list[dict]:
+        since = self._active_since()
+        now = self._now()
+        rows = self._read(
+            "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.stop_requested, "
+            "(SELECT j.id FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id) "
+            "FROM workers w WHERE w.heartbeat_at >= ? ORDER BY w.started_at, w.id", (since,))
+        return [{"id": r[0], "host": r[1], "pid": r[2], "started_at": iso(r[3]),
+                 "heartbeat_at": iso(r[4]), "heartbeat_age": round((now - r[4]) / 1000, 3),
+                 "stopping": bool(r[5]), "job_id": r[6]} for r in rows]
+
+    # ------------------------------------------------------------ config
+    def config(self) -> dict:
+        values = cfgmod.defaults()
+        for key, raw in self._read("SELECT key, value FROM config"):
+            if key in values:
+                values[key] = json.loads(raw)
+        return values
+
+    def config_set(self, key: str, value) -> None:
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)",
+                      (key, json.dumps(value)))
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """(number, script) for every file in migrations/sqlite/, in order."""
+    folder = os.path.join(os.path.dirname(__file__), "migrations", "sqlite")
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".sql"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                out.append((int(name.split("_", 1)[0]), f.read()))
+    return out
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into complete statements (executescript would commit)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    return out

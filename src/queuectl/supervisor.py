@@ -1,0 +1,126 @@
+"""`queuectl worker start`: fork N worker processes and look after them.
+
+Signals: the first SIGINT/SIGTERM asks every worker to finish its current job
+and exit; a second one makes them kill their jobs and hand them back. A worker
+killed by a signal (OOM, kill -9) is replaced; a worker that exits with an
+error is not (the error is reported and the exit code is 1). If the supervisor
+itself dies, its workers notice within a tick, kill their jobs and exit as
+crashed workers do, so the jobs are rescued by lease.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from queuectl.clock import iso
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"{iso(time.time_ns() // 1_000_000)} [supervisor {os.getpid()}] {msg}\n")
+    sys.stderr.flush()
+
+
+class Supervisor:
+    def __init__(self, url: str, count: int, *, burst: bool = False, quiet: bool = False,
+                 debug: bool = False):
+        self.url, self.count, self.burst = url, count, burst
+        self.quiet, self.debug = quiet, debug
+        self.children: dict[int, int] = {}     # pid -> slot
+        self.signals = 0
+        self.failed = False
+        self.restarts: list[float] = []
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            _log(f"{signal.Signals(signum).name}: finishing running jobs, then exiting "
+                 "(again to kill them)")
+        else:
+            _log("killing running jobs; they will be retried")
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> int:
+        for s in SIGNALS:
+            signal.signal(s, self._on_signal)
+        for slot in range(self.count):
+            self._spawn(slot)
+        if not self.quiet:
+            _log(f"started {self.count} worker(s): pids "
+                 f"{' '.join(map(str, self.children))}")
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            if os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                if self.signals == 0:
+                    _log(f"worker pid {pid} was killed by signal {sig}; starting a new one")
+                    self._throttle()
+                    self._spawn(slot)
+            elif os.WEXITSTATUS(status) != 0:
+                self.failed = True
+                _log(f"worker pid {pid} exited with status {os.WEXITSTATUS(status)}")
+        if self.failed:
+            return 1
+        return 130 if self.signals > 1 else 0
+
+    def _throttle(self) -> None:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 10] + [now]
+        if len(self.restarts) > 5:
+            time.sleep(1.0)
+
+    def _spawn(self, slot: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        pid = os.fork()
+        if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            self.children[pid] = slot
+            return
+        code = 1
+        try:
+            code = self._child()
+        except BaseException as e:   # never let a child return into the parent's stack
+            if self.debug:
+                traceback.print_exc()
+            else:
+                sys.stderr.write(f"queuectl: error: worker: {e}\n")
+        finally:
+            try:
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def _child(self) -> int:
+        from queuectl.store import open_store
+        from queuectl.worker import Worker
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
+        worker_id = f"{self.host}:{os.getpid()}:{os.urandom(2).hex()}"
+        store = open_store(self.url, worker=True)
+        worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
+                        quiet=self.quiet)
+        signal.signal(signal.SIGTERM, worker.on_sigterm)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        try:
+            return worker.run()
+        finally:
+            store.close()

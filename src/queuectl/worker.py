@@ -1,0 +1,188 @@
+"""One worker: claim -> run -> decide -> record, with heartbeats, stop requests
+and rescue of expired leases checked between jobs and while a job runs.
+
+A worker is one process holding one database connection and running at most
+one job at a time. The supervisor (supervisor.py) forks N of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+from queuectl import policy, runner
+from queuectl.clock import iso
+from queuectl.errors import LeaseLost, QueueError
+from queuectl.runner import Outcome
+
+TICK = 0.25           # seconds between checks while a job runs
+STOP_CHECK = 0.5      # how often the stop flag is read
+RESCUE_EVERY = 1.0    # how often expired leases are looked for
+CONFIG_EVERY = 2.0    # how often config is re-read
+IDLE_WAIT = 0.5       # longest idle sleep between looks at the queue
+
+
+def heartbeat_interval(lease_timeout: float) -> float:
+    return max(0.2, min(5.0, float(lease_timeout) / 4))
+
+
+class Worker:
+    def __init__(self, store, worker_id: str, *, burst: bool = False,
+                 parent_pid: "int | None" = None, quiet: bool = False,
+                 out=sys.stderr):
+        self.store = store
+        self.id = worker_id
+        self.burst = burst
+        self.parent_pid = parent_pid
+        self.quiet = quiet
+        self.out = out
+        self.stop_mode: "str | None" = None      # None, "graceful", "hard"
+        self.orphaned = False
+        self.lease_lost = False
+        self.job = None
+        self.cfg = store.config()
+        self.base_env = dict(os.environ)
+        now = time.monotonic()
+        self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
+                      "config": now + CONFIG_EVERY}
+        self._db_error = None
+
+    # ------------------------------------------------------------ logging
+    def log(self, msg: str, *, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        self.out.write(f"{iso(time.time_ns() // 1_000_000)} [{self.id}] {msg}\n")
+        self.out.flush()
+
+    # ------------------------------------------------------------ signals
+    def on_sigterm(self, signum, frame) -> None:
+        if self.stop_mode is None:
+            self.stop_mode = "graceful"
+            if self.job is not None:
+                self.log(f"stopping after job {self.job.id} finishes", always=True)
+        else:
+            self.stop_mode = "hard"
+
+    # ------------------------------------------------------------ main loop
+    def run(self) -> int:
+        self.store.register_worker(self.id, socket.gethostname(), os.getpid())
+        self.log("started")
+        try:
+            job = None
+            while True:
+                self.housekeeping()
+                if self.orphaned or self.stop_mode:
+                    break
+                if job is None:
+                    job = self.store.claim(self.id, self.cfg["lease_timeout"])
+                if job is None:
+                    if self.burst and not self.store.has_unfinished():
+                        self.log("no jobs left (burst): exiting")
+                        break
+                    due = self.store.next_due_in()
+                    wait = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due, 0.001))
+                    self.store.wait_for_change(wait)
+                    continue
+                job = self.execute(job)
+        finally:
+            if self.orphaned and self.job is not None:
+                # Our supervisor died mid-job: behave as a crashed worker (the
+                # job's lease will expire and another worker rescues it).
+                os._exit(1)
+            self.store.deregister_worker(self.id)
+            self.log("stopped")
+        return 0
+
+    def execute(self, job):
+        """Run one claimed job; record the result. Returns the next claimed job, if any."""
+        self.job, self.lease_lost = job, False
+        env = self.base_env.copy()
+        env["QUEUECTL_JOB_ID"] = job.id
+        env["QUEUECTL_ATTEMPT"] = str(job.attempts)
+        self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
+        outcome = runner.run(job.command, env, timeout=job.timeout,
+                             tick=self.tick, tick_interval=TICK)
+        if self.orphaned:
+            os._exit(1)
+        if self.lease_lost:
+            self.job = None
+            self.log(f"job {job.id}: lease lost (rescued by another worker); "
+                     "this attempt's result is discarded", always=True)
+            return None
+        decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg)
+        more = self.stop_mode is None and not self.orphaned
+        nxt = None
+        try:
+            nxt = self.store.finish(job, outcome, decision,
+                                    self.cfg["lease_timeout"] if more else None)
+        except LeaseLost:
+            self.log(f"job {job.id}: lease lost before the result was recorded; "
+                     "result discarded", always=True)
+        finally:
+            self.job = None
+        self.log(self._describe(job, outcome, decision))
+        return nxt
+
+    def _describe(self, job, outcome: Outcome, decision) -> str:
+        took = f"{outcome.duration:.3f}s"
+        if decision.action == "complete":
+            return f"job {job.id} completed in {took}"
+        if decision.action == "retry":
+            return f"job {job.id} failed ({outcome.error}); retry in {decision.delay:.1f}s"
+        return f"job {job.id} failed ({outcome.error}); moved to the DLQ after {job.attempts} attempts"
+
+    # ------------------------------------------------------------ periodic checks
+    def tick(self):
+        """Called by the runner while a job runs; a returned reason kills the job."""
+        self.housekeeping()
+        if self.orphaned:
+            return "the worker's supervisor died"
+        if self.lease_lost:
+            return "lease lost (the job was rescued by another worker)"
+        if self.stop_mode == "hard":
+            return "worker was stopped"
+        return None
+
+    def housekeeping(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.orphaned = True
+            return
+        now = time.monotonic()
+        nxt = self._next
+        if now < min(nxt.values()):
+            return
+        try:
+            if now >= nxt["config"]:
+                self.cfg = self.store.config()
+                nxt["config"] = now + CONFIG_EVERY
+            if now >= nxt["beat"]:
+                held = self.store.heartbeat(self.id, self.job.id if self.job else None,
+                                            self.cfg["lease_timeout"])
+                if not held:
+                    self.lease_lost = True
+                nxt["beat"] = now + heartbeat_interval(self.cfg["lease_timeout"])
+            if now >= nxt["stop"]:
+                if self.stop_mode is None and self.store.stop_requested(self.id):
+                    self.stop_mode = "graceful"
+                    self.log("stop requested (queuectl worker stop)", always=True)
+                nxt["stop"] = now + STOP_CHECK
+            if now >= nxt["rescue"]:
+                for job in self.store.rescue_expired(self._decide_lost):
+                    self.log(f"job {job.id}: lease expired; rescued as {job.state}", always=True)
+                nxt["rescue"] = now + RESCUE_EVERY
+            self._db_error = None
+        except QueueError as e:
+            # A database hiccup must not kill the running job: report it once
+            # and try again on the next tick.
+            if str(e) != self._db_error:
+                self._db_error = str(e)
+                self.log(f"database error (will retry): {e}", always=True)
+            for key in nxt:
+                nxt[key] = max(nxt[key], now + 1.0)
+
+    def _decide_lost(self, job):
+        lost = Outcome("lease_expired", error="lease expired")
+        return policy.decide(lost, job.attempts, job.max_retries, self.cfg)
