@@ -36,7 +36,8 @@ SQL_INSERT_EVENT = (
     "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)")
 SQL_READY = (
-    f"SELECT seq, {JOB_COLS} FROM jobs WHERE state IN ('pending', 'failed') "
+    f"SELECT seq, {JOB_COLS} FROM jobs INDEXED BY jobs_ready "
+    "WHERE state IN ('pending', 'failed') "
     "AND run_at <= ? ORDER BY priority DESC, run_at, seq LIMIT 1")
 SQL_CLAIM = (
     "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
@@ -97,7 +98,7 @@ class SQLiteStore(Store):
             elif not os.access(path, os.R_OK):
                 raise StoreError(f"cannot open database {path}: permission denied")
         try:
-            return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
+            return sqlite3.connect(path, timeout=0, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open database {path}: {e}") from None
@@ -107,7 +108,7 @@ class SQLiteStore(Store):
         try:
             c.execute("PRAGMA synchronous = NORMAL" if worker else "PRAGMA synchronous = FULL")
             c.execute("PRAGMA foreign_keys = ON")
-            version = self._schema_version()
+            version = self._retry_busy(self._schema_version)
             if version != SCHEMA_VERSION:
                 self._migrate()
         except sqlite3.Error as e:
@@ -141,9 +142,9 @@ class SQLiteStore(Store):
 
     def _migrate(self) -> None:
         c = self.conn
-        if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            c.execute("PRAGMA journal_mode = WAL")
-        c.execute("BEGIN IMMEDIATE")
+        if self._read("PRAGMA journal_mode")[0][0].lower() != "wal":
+            self._retry_busy(c.execute, "PRAGMA journal_mode = WAL")
+        self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         try:
             version = self._schema_version()        # again, now under the write lock
             for number, script in _migrations():
@@ -181,10 +182,7 @@ class SQLiteStore(Store):
     def _write(self):
         """A short write transaction that takes the lock up front (BEGIN IMMEDIATE)."""
         c = self.conn
-        try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise self._translate(e) from None
+        self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         try:
             yield c
             c.execute("COMMIT")
@@ -199,10 +197,32 @@ class SQLiteStore(Store):
             raise
 
     def _read(self, sql: str, params=()) -> list:
-        try:
-            return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise self._translate(e) from None
+        return self._retry_busy(lambda: self.conn.execute(sql, params).fetchall())
+
+    def _retry_busy(self, fn, *args):
+        """Call fn, retrying while the database is locked by another writer.
+
+        SQLite's own busy handler sleeps at least a millisecond per retry; at
+        thousands of jobs a second that is most of a job's budget, so the
+        connection has no busy timeout and the wait happens here instead, in
+        short exponentially growing naps, for up to BUSY_TIMEOUT seconds.
+        """
+        nap, deadline = 0.00005, None
+        while True:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise self._translate(e) from None
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + BUSY_TIMEOUT
+                elif now > deadline:
+                    raise self._translate(e) from None
+                time.sleep(nap)
+                nap = min(nap * 2, 0.005)
+            except sqlite3.Error as e:
+                raise self._translate(e) from None
 
     def _now(self) -> int:
         return self.clock.now_ms()
@@ -385,7 +405,8 @@ class SQLiteStore(Store):
             "SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') LIMIT 1"))
 
     def next_due_in(self) -> Optional[float]:
-        (due,) = self._read("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")[0]
+        (due,) = self._read("SELECT min(run_at) FROM jobs INDEXED BY jobs_due "
+                            "WHERE state IN ('pending', 'failed')")[0]
         if due is None:
             return None
         return max(0.0, (due - self._now()) / 1000)

@@ -35,6 +35,9 @@ CREATE TABLE jobs (
 -- The claim: best ready job first.
 CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
     WHERE state IN ('pending', 'failed');
+-- When the next ready job is due (idle workers sleep until then).
+CREATE INDEX jobs_due ON jobs (run_at)
+    WHERE state IN ('pending', 'failed');
 -- list --state, status counts.
 CREATE INDEX jobs_state ON jobs (state, seq);
 -- Rescue of expired leases and "current job" of workers: only running jobs.

@@ -1,0 +1,141 @@
+"""Shared fixtures: a fresh database per test, a store per backend, the real CLI.
+
+Backends: the store contract suite runs once per backend in BACKENDS. SQLite
+always runs; PostgreSQL joins when its backend lands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl.clock import FakeClock
+from queuectl.store import open_store
+
+BIN = Path(sys.executable).parent
+QUEUECTL = [str(BIN / "queuectl")] if (BIN / "queuectl").exists() else [sys.executable, "-m", "queuectl"]
+
+BACKENDS = ["sqlite"]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return str(tmp_path / "queuectl.db")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_store(backend, tmp_path, clock):
+    """make_store() -> a new connection to this test's fresh database (fake clock)."""
+    opened = []
+    url = str(tmp_path / "contract.db")
+
+    def make(worker: bool = False, clock_=None):
+        store = open_store(url, clock=clock_ or clock, worker=worker)
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()
+
+
+class CLI:
+    """Runs the real `queuectl` console script against one database."""
+
+    def __init__(self, db: str, cwd: Path):
+        self.db = db
+        self.cwd = cwd
+        self.env = {**os.environ, "QUEUECTL_DB": db}
+        self.procs: list[subprocess.Popen] = []
+
+    def run(self, *args, input=None, timeout=30, check=None) -> subprocess.CompletedProcess:
+        p = subprocess.run(QUEUECTL + [str(a) for a in args], input=input, text=True,
+                           capture_output=True, env=self.env, cwd=self.cwd, timeout=timeout)
+        if check is not None:
+            assert p.returncode == check, (args, p.returncode, p.stdout, p.stderr)
+        return p
+
+    def ok(self, *args, **kw) -> str:
+        return self.run(*args, check=0, **kw).stdout
+
+    def json(self, *args):
+        return json.loads(self.ok(*args, "--json"))
+
+    def enqueue(self, **payload) -> str:
+        out = self.ok("enqueue", json.dumps(payload))
+        assert out.startswith("enqueued "), out
+        return out.split()[1]
+
+    def job(self, job_id: str) -> dict:
+        return self.json("show", job_id)
+
+    def start(self, *args, stderr=None) -> subprocess.Popen:
+        """Start `queuectl worker start ARGS` in the background."""
+        p = subprocess.Popen(QUEUECTL + ["worker", "start", *map(str, args)], env=self.env,
+                             cwd=self.cwd, stdout=subprocess.PIPE,
+                             stderr=stderr if stderr is not None else subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def wait_state(self, job_id: str, state: str, timeout=20.0) -> dict:
+        return wait_until(lambda: (lambda j: j if j["state"] == state else None)(self.job(job_id)),
+                          timeout=timeout, message=f"job {job_id} to be {state}")
+
+    def active_workers(self) -> int:
+        return self.json("status")["workers"]["active"]
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            for f in (p.stdout, p.stderr):
+                if f:
+                    f.close()
+
+
+@pytest.fixture
+def cli(tmp_path, db_url):
+    c = CLI(db_url, tmp_path)
+    yield c
+    c.cleanup()
