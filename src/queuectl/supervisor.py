@@ -18,6 +18,8 @@ import time
 import traceback
 
 from queuectl.clock import iso
+from queuectl.store import open_store
+from queuectl.worker import Worker   # imported before fork: children share it
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -111,8 +113,6 @@ class Supervisor:
                 os._exit(code)
 
     def _child(self) -> int:
-        from queuectl.store import open_store
-        from queuectl.worker import Worker
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
         worker_id = f"{self.host}:{os.getpid()}:{os.urandom(2).hex()}"
         store = open_store(self.url, worker=True)

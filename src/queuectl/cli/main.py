@@ -83,7 +83,7 @@ def build_parser() -> Parser:
     p = cmd("stop", "ask every running worker to finish its job and exit",
             "workers:stop", wsub)
     p.add_argument("--wait", action="store_true", help="wait until they have exited")
-    p = cmd("list", "list active workers", "workers:list", wsub)
+    p = cmd("list", "list active workers", "workers:list_", wsub)
     _json(p)
 
     p = cmd("status", "job counts per state and active workers", "jobs:status")
