@@ -74,24 +74,29 @@ class Worker:
             job = None
             while True:
                 self.housekeeping()
-                if self.orphaned or self.stop_mode:
+                # A job claimed together with the last result is ours: a
+                # graceful stop still runs it. An orphan leaves it behind.
+                if self.orphaned or (self.stop_mode and job is None):
                     break
-                if job is None:
-                    job = self.store.claim(self.id, self.cfg["lease_timeout"])
-                if job is None:
-                    if self.burst and not self.store.has_unfinished():
-                        self.log("no jobs left (burst): exiting")
-                        break
-                    due = self.store.next_due_in()
-                    wait = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due, 0.001))
-                    self.store.wait_for_change(wait)
+                try:
+                    if job is None:
+                        job = self.store.claim(self.id, self.cfg["lease_timeout"])
+                    if job is None:
+                        if self.burst and not self.store.has_unfinished():
+                            self.log("no jobs left (burst): exiting")
+                            break
+                        due = self.store.next_due_in()
+                        wait = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due, 0.001))
+                        self.store.wait_for_change(wait)
+                        continue
+                except QueueError as e:
+                    self._db_trouble(e)
+                    time.sleep(1.0)
                     continue
                 job = self.execute(job)
         finally:
-            if self.orphaned and self.job is not None:
-                # Our supervisor died mid-job: behave as a crashed worker (the
-                # job's lease will expire and another worker rescues it).
-                os._exit(1)
+            # Deregistering while still holding a job (an orphan, whose command
+            # has been killed) lets the other workers rescue it at once.
             self.store.deregister_worker(self.id)
             self.log("stopped")
         return 0
@@ -103,10 +108,15 @@ class Worker:
         env["QUEUECTL_JOB_ID"] = job.id
         env["QUEUECTL_ATTEMPT"] = str(job.attempts)
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
-        outcome = runner.run(job.command, env, timeout=job.timeout,
-                             tick=self.tick, tick_interval=TICK)
+        if self.stop_mode == "hard":
+            outcome = Outcome("interrupted", error="interrupted: worker was stopped")
+        else:
+            outcome = runner.run(job.command, env, timeout=job.timeout,
+                                 tick=self.tick, tick_interval=TICK)
         if self.orphaned:
-            os._exit(1)
+            self.log(f"job {job.id}: supervisor died; command killed, job left "
+                     "for rescue", always=True)
+            return None
         if self.lease_lost:
             self.job = None
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
@@ -116,15 +126,38 @@ class Worker:
         more = self.stop_mode is None and not self.orphaned
         nxt = None
         try:
-            nxt = self.store.finish(job, outcome, decision,
-                                    self.cfg["lease_timeout"] if more else None)
-        except LeaseLost:
-            self.log(f"job {job.id}: lease lost before the result was recorded; "
-                     "result discarded", always=True)
+            nxt = self._record(job, outcome, decision, more)
         finally:
             self.job = None
-        self.log(self._describe(job, outcome, decision))
         return nxt
+
+    def _record(self, job, outcome, decision, more: bool):
+        """Store the attempt's end, retrying database trouble while the lease
+        lasts; after that the job is left to the lease rescue."""
+        give_up = time.monotonic() + float(self.cfg["lease_timeout"])
+        while True:
+            try:
+                nxt = self.store.finish(job, outcome, decision,
+                                        self.cfg["lease_timeout"] if more else None)
+                self.log(self._describe(job, outcome, decision))
+                return nxt
+            except LeaseLost:
+                self.log(f"job {job.id}: lease lost before the result was recorded; "
+                         "result discarded", always=True)
+                return None
+            except QueueError as e:
+                self._db_trouble(e)
+                if time.monotonic() > give_up:
+                    self.log(f"job {job.id}: could not record the result; the lease "
+                             "rescue will retry the job", always=True)
+                    return None
+                time.sleep(0.5)
+                self.housekeeping()
+
+    def _db_trouble(self, e: Exception) -> None:
+        if str(e) != self._db_error:
+            self._db_error = str(e)
+            self.log(f"database error (will retry): {e}", always=True)
 
     def _describe(self, job, outcome: Outcome, decision) -> str:
         took = f"{outcome.duration:.3f}s"
@@ -177,9 +210,7 @@ class Worker:
         except QueueError as e:
             # A database hiccup must not kill the running job: report it once
             # and try again on the next tick.
-            if str(e) != self._db_error:
-                self._db_error = str(e)
-                self.log(f"database error (will retry): {e}", always=True)
+            self._db_trouble(e)
             for key in nxt:
                 nxt[key] = max(nxt[key], now + 1.0)
 

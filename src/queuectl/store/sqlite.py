@@ -324,7 +324,10 @@ class SQLiteStore(Store):
                 state, event = FINISH[decision.action]
                 run_at = now + round(decision.delay * 1000) if state == "failed" else job.run_at
                 finished = now if state == "dead" else None
-                error = f"lease expired: worker {job.worker_id} stopped heartbeating"
+                if job.lease_expires_at < now:
+                    error = f"lease expired: no heartbeat from worker {job.worker_id}"
+                else:
+                    error = f"worker {job.worker_id} exited without finishing the job"
                 cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
                                              job.id, job.worker_id, job.attempts))
                 if cur.rowcount != 1:
