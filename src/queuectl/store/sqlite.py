@@ -106,9 +106,9 @@ class SQLiteStore(Store):
     def _prepare(self, worker: bool) -> None:
         c = self.conn
         try:
+            version = self._retry_busy(self._schema_version)   # refuses foreign files
             c.execute("PRAGMA synchronous = NORMAL" if worker else "PRAGMA synchronous = FULL")
             c.execute("PRAGMA foreign_keys = ON")
-            version = self._retry_busy(self._schema_version)
             if version != SCHEMA_VERSION:
                 self._migrate()
         except sqlite3.Error as e:
