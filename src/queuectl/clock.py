@@ -33,7 +33,9 @@ def iso(ms: "int | None") -> "str | None":
     if ms is None:
         return None
     secs, milli = divmod(int(ms), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{milli:03d}Z"
+    t = time.gmtime(secs)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}Z")
 
 
 def parse_iso(text: str) -> int:

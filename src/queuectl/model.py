@@ -149,7 +149,11 @@ def validate_payload(obj: object, *, default_max_retries: int,
         raise InvalidInput("field 'command' must not be blank")
     if "\x00" in command:
         raise InvalidInput("field 'command' must not contain NUL characters")
-    if len(command.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+    try:
+        size = len(command.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("field 'command' is not valid Unicode (lone surrogate)") from None
+    if size > MAX_COMMAND_BYTES:
         raise InvalidInput(f"field 'command' is longer than {MAX_COMMAND_BYTES} bytes")
 
     if "id" in obj:
@@ -251,7 +255,9 @@ def parse_many(text: str, **defaults) -> list[NewJob]:
         items = [(f"item {n}", v) for n, v in enumerate(value, 1)]
     else:
         items = []
-        for n, line in enumerate(text.splitlines(), 1):
+        # Only \n ends a line: JSON strings may hold U+2028 and friends raw.
+        for n, line in enumerate(text.split("\n"), 1):
+            line = line.rstrip("\r")
             if not line.strip():
                 continue
             try:

@@ -61,6 +61,10 @@ FINISH = {"complete": ("completed", "completed"),
           "bury": ("dead", "dead")}
 
 
+class _Duplicate(Exception):
+    """An enqueue hit an existing id (raised inside the transaction)."""
+
+
 def _detail(**kw) -> Optional[str]:
     kw = {k: v for k, v in kw.items() if v is not None}
     return json.dumps(kw) if kw else None
@@ -233,22 +237,31 @@ class SQLiteStore(Store):
         rows = [(j.id, j.command, j.max_retries, j.priority,
                  j.run_at if j.run_at is not None else now + round(j.delay * 1000),
                  j.timeout, now, now) for j in jobs]
-        with self._write() as c:
-            try:
-                c.executemany(SQL_INSERT_JOB, rows)
-            except sqlite3.IntegrityError:
-                raise DuplicateJob(self._first_existing([j.id for j in jobs])) from None
-            c.executemany(SQL_INSERT_EVENT,
-                          [(j.id, "enqueued", 0, now, None, None) for j in jobs])
+        try:
+            with self._write() as c:
+                try:
+                    c.executemany(SQL_INSERT_JOB, rows)
+                except sqlite3.IntegrityError:
+                    raise _Duplicate from None       # _write rolls back
+                c.executemany(SQL_INSERT_EVENT,
+                              [(j.id, "enqueued", 0, now, None, None) for j in jobs])
+        except _Duplicate:
+            raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
 
-    def _first_existing(self, ids: list[str]) -> str:
+    def _first_duplicate(self, ids: list[str]) -> str:
+        """The first id that exists already, else the first repeated in `ids`."""
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            found = {r[0] for r in self.conn.execute(
+            found = {r[0] for r in self._read(
                 f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
             for job_id in chunk:
                 if job_id in found:
                     return job_id
+        seen = set()
+        for job_id in ids:
+            if job_id in seen:
+                return job_id
+            seen.add(job_id)
         return ids[0]
 
     def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> Optional[Job]:

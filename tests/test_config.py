@@ -1,0 +1,129 @@
+"""Configuration keys (queuectl/config.py): names, aliases, validation, rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuectl import config
+from queuectl.config import KEYS, canonical, defaults, parse_value, render
+from queuectl.errors import InvalidInput
+
+
+def test_keys_and_defaults():
+    assert defaults() == {"max_retries": 3, "backoff_base": 2, "backoff_max": 3600,
+                          "job_timeout": 0, "lease_timeout": 30}
+    d = defaults()
+    d["max_retries"] = 99                        # a copy, not the table itself
+    assert defaults()["max_retries"] == 3
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("max_retries", "max_retries"),
+    ("max-retries", "max_retries"),
+    ("MAX_RETRIES", "max_retries"),
+    ("Max-Retries", "max_retries"),
+    ("  max_retries ", "max_retries"),
+    ("backoff", "backoff_base"),
+    ("BACKOFF", "backoff_base"),
+    ("backoff_base", "backoff_base"),
+    ("backoff-base", "backoff_base"),
+    ("backoff-max", "backoff_max"),
+    ("job-timeout", "job_timeout"),
+    ("LEASE-TIMEOUT", "lease_timeout"),
+])
+def test_canonical_accepts_aliases_hyphens_and_case(name, expected):
+    assert canonical(name) == expected
+
+
+@pytest.mark.parametrize("name", ["retries", "max_retry", "backoffbase", "", "timeout",
+                                  "max__retries", "backoff_", "workers_should_stop"])
+def test_unknown_key_is_invalid_input_naming_it(name):
+    with pytest.raises(InvalidInput) as exc:
+        canonical(name)
+    assert repr(name) in str(exc.value)
+    assert exc.value.exit_code == 2
+    assert all(k in str(exc.value) for k in KEYS)     # lists the valid keys
+
+
+@pytest.mark.parametrize("key,raw,expected", [
+    ("max_retries", "3", 3),
+    ("max_retries", " 0 ", 0),
+    ("max_retries", "+5", 5),
+    ("max_retries", 4, 4),
+    ("max_retries", 4.0, 4),            # a whole float from JSON is fine
+    ("backoff_base", "2", 2),
+    ("backoff_base", "1", 1),
+    ("backoff_base", "1.5", 1.5),
+    ("backoff_base", 2.5, 2.5),
+    ("backoff_max", "0", 0),
+    ("backoff_max", "0.25", 0.25),
+    ("backoff_max", "1e3", 1000.0),
+    ("job_timeout", "0", 0),
+    ("job_timeout", "2.5", 2.5),
+    ("lease_timeout", "1", 1),
+    ("lease_timeout", "30", 30),
+    ("lease_timeout", "1000000000", 10**9),
+])
+def test_parse_value_accepts(key, raw, expected):
+    value = parse_value(key, raw)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key,raw", [
+    ("max_retries", "3.5"),
+    ("max_retries", "3.0"),              # text that is not an integer, for an int key
+    ("max_retries", "1e2"),
+    ("max_retries", 2.5),
+    ("max_retries", "-1"),
+    ("max_retries", -1),
+    ("max_retries", "abc"),
+    ("max_retries", ""),
+    ("max_retries", True),
+    ("max_retries", None),
+    ("backoff_base", "0.5"),             # minimum 1
+    ("backoff_base", "0"),
+    ("backoff_base", "-2"),
+    ("backoff_base", "nan"),
+    ("backoff_base", "inf"),
+    ("backoff_base", "-inf"),
+    ("backoff_base", "Infinity"),
+    ("backoff_base", float("nan")),
+    ("backoff_max", "-1"),
+    ("backoff_max", "1e999"),
+    ("backoff_max", "1000000001"),
+    ("job_timeout", "-0.5"),
+    ("job_timeout", "5s"),
+    ("lease_timeout", "0"),              # minimum 1
+    ("lease_timeout", "0.5"),
+    ("lease_timeout", False),
+    ("lease_timeout", "[30]"),
+])
+def test_parse_value_rejects(key, raw):
+    with pytest.raises(InvalidInput) as exc:
+        parse_value(key, raw)
+    assert key in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
+def test_every_key_enforces_its_minimum():
+    for name, key in KEYS.items():
+        assert parse_value(name, str(key.minimum)) == key.minimum
+        with pytest.raises(InvalidInput):
+            parse_value(name, str(key.minimum - 0.5 if key.kind == "number" else key.minimum - 1))
+
+
+def test_every_default_is_itself_a_valid_value():
+    for name, value in defaults().items():
+        assert parse_value(name, value) == value
+        assert parse_value(name, render(value)) == value
+
+
+@pytest.mark.parametrize("value,text", [(2, "2"), (2.0, "2"), (0.5, "0.5"), (3600, "3600"),
+                                        (0, "0"), (1.25, "1.25"), (1e9, "1000000000")])
+def test_render(value, text):
+    assert render(value) == text
+
+
+def test_alias_table_points_at_real_keys():
+    assert set(config.ALIASES.values()) <= set(KEYS)
