@@ -11,7 +11,6 @@ concurrent claim test, which uses several OS processes and the real clock.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -69,7 +68,7 @@ def decide_with(cfg, rand=lambda: 0.0):
     calls = []
 
     def decide(job):
-        calls.append(dataclasses.replace(job))
+        calls.append(job.replace())
         lost = Outcome("lease_expired", error="lease expired")
         return policy.decide(lost, job.attempts, job.max_retries, cfg, rand=rand)
 
@@ -398,7 +397,7 @@ def test_finishing_with_the_wrong_worker_raises_lease_lost(store, clock):
     job = store.claim("w1", 30)
     before = snapshot(store, "j")
     clock.advance(1)
-    impostor = dataclasses.replace(job, worker_id="w2")
+    impostor = job.replace(worker_id="w2")
     with pytest.raises(LeaseLost):
         store.finish(impostor, OK, COMPLETE)
     assert snapshot(store, "j") == before
@@ -412,7 +411,7 @@ def test_finishing_a_job_that_was_never_claimed_raises_lease_lost(store):
     store.enqueue([nj("j")])
     pending = store.get_job("j")
     before = snapshot(store, "j")
-    for job in (pending, dataclasses.replace(pending, worker_id="w1", attempts=1)):
+    for job in (pending, pending.replace(worker_id="w1", attempts=1)):
         with pytest.raises(LeaseLost):
             store.finish(job, OK, COMPLETE)
     assert snapshot(store, "j") == before

@@ -5,7 +5,6 @@ directly, so tests drive them with `FakeClock` and never sleep.
 """
 
 import time
-from datetime import datetime, timezone
 
 
 class SystemClock:
@@ -44,6 +43,7 @@ def parse_iso(text: str) -> int:
     A trailing `Z` or an offset is honoured; a timestamp without one is taken
     as UTC. Raises ValueError on anything else.
     """
+    from datetime import datetime, timezone
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty timestamp")
     s = text.strip()

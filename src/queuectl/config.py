@@ -7,18 +7,17 @@ there has the default below.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 from queuectl.errors import InvalidInput
 
 
-@dataclass(frozen=True)
 class Key:
-    name: str
-    default: object
-    kind: str          # "int" or "number"
-    minimum: float
-    help: str
+    """One config key: its default, kind ("int" or "number"), minimum, meaning."""
+
+    __slots__ = ("name", "default", "kind", "minimum", "help")
+
+    def __init__(self, name: str, default, kind: str, minimum: float, help: str):
+        self.name, self.default, self.kind = name, default, kind
+        self.minimum, self.help = minimum, help
 
 
 KEYS = {k.name: k for k in (

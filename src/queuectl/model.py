@@ -9,7 +9,6 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
 
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
@@ -54,41 +53,58 @@ def valid_id(value: object) -> bool:
     return isinstance(value, str) and ID_RE.fullmatch(value) is not None
 
 
-@dataclass
 class NewJob:
     """A validated enqueue request. `run_at` is absolute (ms) or None (= now + delay)."""
 
-    id: str
-    command: str
-    max_retries: int
-    priority: int = 0
-    run_at: "int | None" = None
-    delay: float = 0.0
-    timeout: float = 0.0
+    __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
+
+    def __init__(self, id: str, command: str, max_retries: int, priority: int = 0,
+                 run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0):
+        self.id, self.command, self.max_retries = id, command, max_retries
+        self.priority, self.run_at, self.delay, self.timeout = priority, run_at, delay, timeout
+
+    def __repr__(self) -> str:
+        return f"NewJob(id={self.id!r}, command={self.command!r})"
 
 
-@dataclass
 class Job:
-    """A job as stored. Times are epoch milliseconds (UTC)."""
+    """A job as stored. Times are epoch milliseconds (UTC).
 
-    id: str
-    command: str
-    state: str
-    attempts: int
-    max_retries: int
-    priority: int
-    run_at: int
-    timeout: float
-    created_at: int
-    updated_at: int
-    started_at: "int | None" = None
-    finished_at: "int | None" = None
-    exit_code: "int | None" = None
-    last_error: "str | None" = None
-    worker_id: "str | None" = None
-    lease_expires_at: "int | None" = None
-    output: "str | None" = field(default=None, repr=False)
-    output_truncated: bool = False
+    (A plain class rather than a dataclass: importing dataclasses costs every
+    CLI invocation several milliseconds.)
+    """
+
+    FIELDS = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
+              "timeout", "created_at", "updated_at", "started_at", "finished_at",
+              "exit_code", "last_error", "worker_id", "lease_expires_at", "output",
+              "output_truncated")
+    __slots__ = FIELDS
+
+    def __init__(self, id, command, state, attempts, max_retries, priority, run_at,
+                 timeout, created_at, updated_at, started_at=None, finished_at=None,
+                 exit_code=None, last_error=None, worker_id=None, lease_expires_at=None,
+                 output=None, output_truncated=False):
+        self.id, self.command, self.state = id, command, state
+        self.attempts, self.max_retries, self.priority = attempts, max_retries, priority
+        self.run_at, self.timeout = run_at, timeout
+        self.created_at, self.updated_at = created_at, updated_at
+        self.started_at, self.finished_at = started_at, finished_at
+        self.exit_code, self.last_error = exit_code, last_error
+        self.worker_id, self.lease_expires_at = worker_id, lease_expires_at
+        self.output, self.output_truncated = output, output_truncated
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, state={self.state!r}, attempts={self.attempts})"
+
+    def replace(self, **changes) -> "Job":
+        """A copy with some fields changed."""
+        values = {f: getattr(self, f) for f in self.FIELDS}
+        values.update(changes)
+        return Job(**values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Job) and all(
+            getattr(self, f) == getattr(other, f) for f in self.FIELDS)
 
     def to_dict(self, with_output: bool = False) -> dict:
         d = {

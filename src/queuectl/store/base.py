@@ -13,8 +13,6 @@ Rules every implementation follows:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Optional
-
 from queuectl.model import Job, NewJob
 
 

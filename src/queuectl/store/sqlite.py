@@ -12,7 +12,6 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Callable, Optional
 
 from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
