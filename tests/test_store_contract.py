@@ -43,7 +43,7 @@ def nj(job_id, command="true", max_retries=3, priority=0, run_at=None, delay=0.0
 
 
 def register(store, worker_id):
-    store.register_worker(worker_id, "testhost", os.getpid())
+    store.register_worker(worker_id, "testhost", os.getpid(), store.config()["lease_timeout"])
 
 
 def events(store, job_id=None):
@@ -742,7 +742,7 @@ def _claim_until_empty(make_store, index, start, out_path):
     """Child process: own connection, real clock, claim and finish until empty."""
     store = make_store(worker=True, clock_=SystemClock())
     wid = f"proc-{index}"
-    store.register_worker(wid, "testhost", os.getpid())
+    store.register_worker(wid, "testhost", os.getpid(), store.config()["lease_timeout"])
     start.wait(30)
     chained = index % 2 == 0          # half use finish(..., next_lease) chaining
     claimed = []
@@ -795,3 +795,47 @@ def test_concurrent_claims_from_several_processes_run_each_job_exactly_once(make
     assert all(parent.get_job(i).attempts == 1 for i in ids)
     # The processes really competed: more than one of them got work.
     assert sum(1 for lst in per_proc if lst) >= 2, [len(lst) for lst in per_proc]
+
+
+# ---------------------------------------------------------------- the state machine
+
+EVENT_STATE = {"enqueued": "pending", "processing": "processing", "completed": "completed",
+               "retry_scheduled": "failed", "dead": "dead", "dlq_retry": "pending"}
+
+
+def test_every_state_change_is_an_allowed_transition(make_store, clock):
+    """Drive one job through every path, then replay its history: each change of
+    state must be an edge of model.TRANSITIONS, and every event a known one."""
+    from queuectl.model import EVENTS, TRANSITIONS
+    from queuectl.policy import BURY, COMPLETE, Decision
+    from queuectl.runner import Outcome
+
+    store = make_store()
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([NewJob("j", "true", max_retries=1)])
+    fail = Outcome("exit", 1, "exit code 1")
+    job = store.claim("w1", 30)
+    store.finish(job, fail, Decision("retry", 1.0))           # processing -> failed
+    clock.advance(2)
+    job = store.claim("w1", 30)                                # failed -> processing
+    store.finish(job, fail, BURY)                              # processing -> dead
+    store.dlq_retry("j")                                       # dead -> pending
+    job = store.claim("w1", 30)
+    store.deregister_worker("w1")                              # the worker vanishes
+    store.rescue_expired(lambda j: Decision("retry", 0.0))     # processing -> failed
+    store.register_worker("w2", "h", 2, 30)
+    job = store.claim("w2", 30)
+    store.finish(job, Outcome("succeeded", 0), COMPLETE)       # processing -> completed
+
+    state = "new"
+    seen = []
+    for e in store.history("j"):
+        assert e["event"] in EVENTS, e
+        if e["event"] == "lease_expired":
+            continue
+        nxt = EVENT_STATE[e["event"]]
+        assert (state, nxt) in TRANSITIONS, (state, nxt)
+        seen.append((state, nxt))
+        state = nxt
+    assert state == "completed"
+    assert set(seen) == set(TRANSITIONS), set(TRANSITIONS) - set(seen)

@@ -49,6 +49,11 @@ def parse_iso(text: str) -> int:
     s = text.strip()
     if s[-1] in "zZ":
         s = s[:-1] + "+00:00"
+    # Python 3.10's fromisoformat takes only 3 or 6 fraction digits: pad to 6.
+    import re
+    m = re.search(r"[T ]\d\d:\d\d:\d\d[.,](\d+)", s)
+    if m:
+        s = s[:m.start(1)] + (m.group(1) + "000000")[:6] + s[m.end(1):]
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)

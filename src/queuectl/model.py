@@ -16,13 +16,8 @@ from queuectl.errors import InvalidInput
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = (
     "pending", "processing", "completed", "failed", "dead")
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
-# Jobs a worker may claim once their run_at has come.
-READY_STATES = (PENDING, FAILED)
-# Jobs that still need work (what `worker start --burst` waits for).
-UNFINISHED_STATES = (PENDING, PROCESSING, FAILED)
-
 # The whole state machine. The store's guarded statements implement exactly
-# these edges; tests check that nothing else is possible.
+# these edges; the contract suite checks every change it sees against them.
 TRANSITIONS = {
     ("new", PENDING): "enqueue",
     (PENDING, PROCESSING): "claim",
@@ -39,8 +34,11 @@ EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",
 ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_COMMAND_BYTES = 65536
 MAX_INT = 2**31 - 1
+# Jobs in one `enqueue -` batch. A batch is one write transaction; this keeps
+# the write lock (which heartbeats wait for) held for ~2 s at most here.
+MAX_BATCH = 100_000
 
-# Payload fields: name -> validator kind. Unknown fields are rejected.
+# Payload fields; any other field is rejected.
 FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
 
 
@@ -147,9 +145,14 @@ def _is_number(v: object) -> bool:
             and math.isfinite(v))
 
 
-def validate_payload(obj: object, *, default_max_retries: int,
-                     default_timeout: float) -> NewJob:
-    """Turn one decoded JSON value into a NewJob, or raise InvalidInput naming the field."""
+def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
+                     default_timeout: "float | None" = None) -> NewJob:
+    """Turn one decoded JSON value into a NewJob, or raise InvalidInput naming the field.
+
+    Fields left out get the defaults given here; with None they stay None
+    until `fill_defaults` (so input can be validated before any database is
+    opened).
+    """
     if not isinstance(obj, dict):
         raise InvalidInput(f"a job must be a JSON object, not {_json_type(obj)}")
     for key in obj:
@@ -181,7 +184,9 @@ def validate_payload(obj: object, *, default_max_retries: int,
         job_id = new_job_id()
 
     max_retries = obj.get("max_retries", default_max_retries)
-    if not _is_int(max_retries) or not 0 <= max_retries <= MAX_INT:
+    if "max_retries" not in obj and max_retries is None:
+        pass
+    elif not _is_int(max_retries) or not 0 <= max_retries <= MAX_INT:
         raise InvalidInput("field 'max_retries' must be an integer >= 0")
 
     priority = obj.get("priority", 0)
@@ -207,12 +212,24 @@ def validate_payload(obj: object, *, default_max_retries: int,
             raise InvalidInput("field 'delay' must be a number of seconds >= 0")
 
     timeout = obj.get("timeout", default_timeout)
-    if not _is_number(timeout) or timeout < 0 or timeout > 10**9:
+    if "timeout" not in obj and timeout is None:
+        pass
+    elif not _is_number(timeout) or timeout < 0 or timeout > 10**9:
         raise InvalidInput("field 'timeout' must be a number of seconds >= 0 (0 = no limit)")
+    else:
+        timeout = float(timeout)
 
     return NewJob(id=job_id, command=command, max_retries=max_retries,
-                  priority=priority, run_at=run_at, delay=float(delay),
-                  timeout=float(timeout))
+                  priority=priority, run_at=run_at, delay=float(delay), timeout=timeout)
+
+
+def fill_defaults(jobs: "list[NewJob]", *, max_retries: int, timeout: float) -> None:
+    """Give jobs validated without defaults the config's values."""
+    for job in jobs:
+        if job.max_retries is None:
+            job.max_retries = max_retries
+        if job.timeout is None:
+            job.timeout = float(timeout)
 
 
 def _json_type(v: object) -> str:
@@ -280,6 +297,9 @@ def parse_many(text: str, **defaults) -> list[NewJob]:
                 items.append((f"line {n}", decode_json(line)))
             except InvalidInput as e:
                 raise InvalidInput(f"line {n}: {e}") from None
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"{len(items)} jobs in one batch; the limit is {MAX_BATCH} "
+                           "(one batch is one write transaction: split the input)")
     jobs: list[NewJob] = []
     seen: dict[str, str] = {}
     for where, value in items:

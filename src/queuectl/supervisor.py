@@ -1,6 +1,6 @@
 """`queuectl worker start`: fork N worker processes and look after them.
 
-Signals: the first SIGINT/SIGTERM asks every worker to finish its current job
+Signals: the first SIGINT/SIGTERM/SIGHUP asks every worker to finish its current job
 and exit; a second one makes them kill their jobs and hand them back. A worker
 killed by a signal (OOM, kill -9) is replaced; a worker that exits with an
 error is not (the error is reported and the exit code is 1). If the supervisor
@@ -21,7 +21,8 @@ from queuectl.clock import iso
 from queuectl.store import open_store
 from queuectl.worker import Worker   # imported before fork: children share it
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP (the terminal or ssh session went away) stops workers like SIGTERM.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _log(msg: str) -> None:
@@ -58,6 +59,8 @@ class Supervisor:
         for s in SIGNALS:
             signal.signal(s, self._on_signal)
         for slot in range(self.count):
+            if self.signals:
+                break        # told to stop while starting: start no more
             self._spawn(slot)
         if not self.quiet:
             _log(f"started {self.count} worker(s): pids "
@@ -75,7 +78,8 @@ class Supervisor:
                 if self.signals == 0:
                     _log(f"worker pid {pid} was killed by signal {sig}; starting a new one")
                     self._throttle()
-                    self._spawn(slot)
+                    if self.signals == 0:
+                        self._spawn(slot)
             elif os.WEXITSTATUS(status) != 0:
                 self.failed = True
                 _log(f"worker pid {pid} exited with status {os.WEXITSTATUS(status)}")
@@ -95,8 +99,9 @@ class Supervisor:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         pid = os.fork()
         if pid:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            # Known before signals are let in, so a stop request reaches it.
             self.children[pid] = slot
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
             return
         code = 1
         try:
@@ -114,6 +119,7 @@ class Supervisor:
 
     def _child(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # ... and a hang-up
         worker_id = f"{self.host}:{os.getpid()}:{os.urandom(2).hex()}"
         store = open_store(self.url, worker=True)
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,

@@ -68,7 +68,8 @@ class Worker:
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
-        self.store.register_worker(self.id, socket.gethostname(), os.getpid())
+        self.store.register_worker(self.id, socket.gethostname(), os.getpid(),
+                                   self.cfg["lease_timeout"])
         self.log("started")
         try:
             job = None
@@ -189,7 +190,10 @@ class Worker:
             return
         try:
             if now >= nxt["config"]:
+                old_lease = self.cfg["lease_timeout"]
                 self.cfg = self.store.config()
+                if self.cfg["lease_timeout"] != old_lease:
+                    nxt["beat"] = now        # renew on the new terms at once
                 nxt["config"] = now + CONFIG_EVERY
             if now >= nxt["beat"]:
                 held = self.store.heartbeat(self.id, self.job.id if self.job else None,

@@ -7,49 +7,56 @@ import sys
 
 from queuectl.cli import render
 from queuectl.errors import InvalidInput
-from queuectl.model import STATES, parse_many, parse_one
+from queuectl.clock import iso
+from queuectl.model import STATES, fill_defaults, parse_many, parse_one, valid_id
 from queuectl.store import open_store, resolve_url
 
 
-def _store(args, **kw):
-    return open_store(resolve_url(getattr(args, "db", None)), **kw)
+def _store(args, *, create: bool = False, **kw):
+    """Open the database. Read-only commands pass create=False: a database
+    that does not exist yet then reads as empty and no file is made."""
+    return open_store(resolve_url(getattr(args, "db", None)), create=create, **kw)
+
+
+def job_id(text: str) -> str:
+    """A job id from the command line (exit 2 if it cannot be one)."""
+    if not valid_id(text):
+        raise InvalidInput(f"invalid job id {text!r}: ids are 1-128 letters, digits or '._:-'")
+    return text
+
+
+def _read_input(args) -> str:
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"cannot read {args.file}: "
+                               f"{getattr(e, 'strerror', None) or e}") from None
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"standard input is not UTF-8: {e}") from None
 
 
 def enqueue(args) -> int:
     if args.file and args.payload:
         raise InvalidInput("give a JSON payload or --file, not both")
-    if args.file or args.payload == "-":
-        if args.file:
-            try:
-                with open(args.file, encoding="utf-8") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError) as e:
-                raise InvalidInput(f"cannot read {args.file}: "
-                                   f"{getattr(e, 'strerror', None) or e}") from None
-        else:
-            try:
-                text = sys.stdin.read()
-            except UnicodeDecodeError as e:
-                raise InvalidInput(f"standard input is not UTF-8: {e}") from None
-        bulk = True
+    bulk = bool(args.file) or args.payload == "-"
+    if bulk:
+        jobs = parse_many(_read_input(args))
     elif args.payload is not None:
-        text, bulk = args.payload, False
+        jobs = [parse_one(args.payload)]
     else:
         raise InvalidInput("give a JSON payload, '-' for stdin, or --file F "
                            "(see 'queuectl enqueue --help')")
-    with _store(args) as store:
+    # Validated before the database is opened: bad input creates no file.
+    with _store(args, create=True) as store:
         cfg = store.config()
-        defaults = {"default_max_retries": cfg["max_retries"],
-                    "default_timeout": cfg["job_timeout"]}
-        if bulk:
-            jobs = parse_many(text, **defaults)
-            if jobs:
-                store.enqueue(jobs)
-            print(f"enqueued {len(jobs)} jobs")
-        else:
-            job = parse_one(text, **defaults)
-            store.enqueue([job])
-            print(f"enqueued {job.id}")
+        fill_defaults(jobs, max_retries=cfg["max_retries"], timeout=cfg["job_timeout"])
+        if jobs:
+            store.enqueue(jobs)
+    print(f"enqueued {len(jobs)} jobs" if bulk else f"enqueued {jobs[0].id}")
     return 0
 
 
@@ -72,34 +79,36 @@ def _check_state(state):
         raise InvalidInput(f"unknown state {state!r} (states: {', '.join(STATES)})")
 
 
-def _more_hint(shown: int, limit: int, more: bool) -> None:
+def list_jobs(args, state, headers, row) -> None:
+    """The body of `list` and `dlq list`: limit, JSON or table, the 'more' hint."""
+    limit = args.limit if args.limit is not None else (0 if args.json else 100)
+    with _store(args) as store:
+        jobs = store.list_jobs(state, limit + 1 if limit else 0)
+    more = bool(limit) and len(jobs) > limit
+    jobs = jobs[:limit] if limit else jobs
+    if args.json:
+        render.emit_json([j.to_dict() for j in jobs])
+    elif jobs:
+        render.table(headers, [row(j) for j in jobs])
+    else:
+        print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
     if more:
-        print(f"(showing the first {shown} jobs; use --limit N for more, --limit 0 for all)",
+        print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all)",
               file=sys.stderr)
 
 
 def list_(args) -> int:
     _check_state(args.state)
-    with _store(args) as store:
-        jobs = store.list_jobs(args.state, args.limit + 1 if args.limit else 0)
-    more = bool(args.limit) and len(jobs) > args.limit
-    jobs = jobs[: args.limit] if args.limit else jobs
-    if args.json:
-        render.emit_json([j.to_dict() for j in jobs])
-    elif jobs:
-        render.table(["ID", "STATE", "ATTEMPTS", "PRIORITY", "UPDATED (UTC)", "COMMAND"],
-                     [[j.id, j.state, render.attempts(j), str(j.priority),
-                       render.short_time(j.to_dict()["updated_at"]), render.one_line(j.command)]
-                      for j in jobs])
-    else:
-        print("no jobs" + (f" in state {args.state}" if args.state else ""), file=sys.stderr)
-    _more_hint(len(jobs), args.limit, more)
+    list_jobs(args, args.state,
+              ["ID", "STATE", "ATTEMPTS", "PRIORITY", "UPDATED (UTC)", "COMMAND"],
+              lambda j: [j.id, j.state, render.attempts(j), str(j.priority),
+                         render.short_time(iso(j.updated_at)), render.one_line(j.command)])
     return 0
 
 
 def show(args) -> int:
     with _store(args) as store:
-        job = store.get_job(args.id, with_output=True)
+        job = store.get_job(job_id(args.id), with_output=True)
     d = job.to_dict(with_output=True)
     if args.json:
         render.emit_json(d)
@@ -123,7 +132,7 @@ def show(args) -> int:
 
 def logs(args) -> int:
     with _store(args) as store:
-        job = store.get_job(args.id, with_output=True)
+        job = store.get_job(job_id(args.id), with_output=True)
     if job.output_truncated:
         print(f"queuectl: note: output of attempt {job.attempts} was truncated; "
               "this is its last 64 KiB", file=sys.stderr)
@@ -134,7 +143,7 @@ def logs(args) -> int:
 def history(args) -> int:
     with _store(args) as store:
         if args.job_id is not None:
-            store.get_job(args.job_id)          # NotFound for an unknown id
+            store.get_job(job_id(args.job_id))      # NotFound for an unknown id
         events = store.history(args.job_id, args.limit)
     sys.stdout.write("".join(json.dumps(e) + "\n" for e in events))
     return 0

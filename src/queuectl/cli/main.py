@@ -92,8 +92,8 @@ def build_parser() -> Parser:
     p = cmd("list", "list jobs, oldest first", "jobs:list_")
     p.add_argument("--state", metavar="STATE",
                    help="pending, processing, completed, failed or dead")
-    p.add_argument("--limit", type=_nonneg_int, default=100, metavar="N",
-                   help="at most N jobs (default 100, 0 = all)")
+    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
+                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
     _json(p)
 
     p = cmd("show", "one job and the output of its latest attempt", "jobs:show")
@@ -111,8 +111,8 @@ def build_parser() -> Parser:
     d = cmd("dlq", "the dead-letter queue", None)
     dsub = d.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", parser_class=Parser)
     p = cmd("list", "list dead jobs", "dlq:list_", dsub)
-    p.add_argument("--limit", type=_nonneg_int, default=100, metavar="N",
-                   help="at most N jobs (default 100, 0 = all)")
+    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
+                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
     _json(p)
     p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
     p.add_argument("id", nargs="?")
@@ -132,6 +132,10 @@ def build_parser() -> Parser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Job output and commands may hold any character; never die printing them.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
@@ -146,8 +150,11 @@ def main(argv=None) -> int:
         return getattr(mod, func)(args) or 0
     except QueueError as e:
         if debug:
-            raise
-        print(f"queuectl: error: {e}", file=sys.stderr)
+            import traceback
+            traceback.print_exc()
+        # One line, whatever the message quotes (an id or path with a newline).
+        msg = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"queuectl: error: {msg}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,7 @@ import sys
 
 
 def emit_json(value) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 def one_line(text: "str | None", width: int = 0) -> str:

@@ -10,7 +10,7 @@ from queuectl.cli.jobs import _store
 def set_(args) -> int:
     key = cfgmod.canonical(args.key)
     value = cfgmod.parse_value(key, args.value)
-    with _store(args) as store:
+    with _store(args, create=True) as store:
         store.config_set(key, value)
     print(f"{key} = {cfgmod.render(value)}")
     return 0

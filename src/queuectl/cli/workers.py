@@ -12,7 +12,8 @@ from queuectl.store import resolve_url
 def start(args) -> int:
     from queuectl.supervisor import Supervisor
     url = resolve_url(getattr(args, "db", None))
-    with _store(args):      # open (and create/migrate) once, so errors show before forking
+    # Open (creating and migrating) once, so errors show before forking.
+    with _store(args, create=True):
         pass
     return Supervisor(url, args.count, burst=args.burst, quiet=args.quiet,
                       debug=getattr(args, "debug", False)).run()

@@ -16,15 +16,20 @@ __all__ = ["Store", "open_store", "resolve_url"]
 def resolve_url(url: "str | None") -> str:
     """--db, else $QUEUECTL_DB, else ./queuectl.db."""
     import os
-    return url or os.environ.get("QUEUECTL_DB") or "queuectl.db"
+    if url is not None:
+        return url
+    return os.environ.get("QUEUECTL_DB") or "queuectl.db"
 
 
-def open_store(url: str, *, clock=None, worker: bool = False) -> Store:
+def open_store(url: str, *, clock=None, worker: bool = False, create: bool = True) -> Store:
     """Open (creating and migrating if needed) the database named by `url`.
 
     `worker=True` selects the cheaper sync mode used for worker state changes
-    (see docs/ARCHITECTURE.md, "Durability").
+    (see docs/ARCHITECTURE.md, "Durability"). With `create=False` a database
+    that does not exist is not created: the store reads as an empty one.
     """
+    if not url:
+        raise InvalidInput("the database path is empty (--db or QUEUECTL_DB)")
     if url.startswith(("postgresql://", "postgres://")):
         raise InvalidInput("PostgreSQL databases are not supported yet")
     if url.startswith("sqlite://"):
@@ -32,4 +37,4 @@ def open_store(url: str, *, clock=None, worker: bool = False) -> Store:
         if url.startswith("/") and url[1:2] == "/":
             url = url[1:]
     from queuectl.store.sqlite import SQLiteStore
-    return SQLiteStore(url, clock=clock, worker=worker)
+    return SQLiteStore(url, clock=clock, worker=worker, create=create)

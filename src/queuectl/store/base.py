@@ -13,6 +13,7 @@ Rules every implementation follows:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
 from queuectl.model import Job, NewJob
 
 
@@ -38,7 +39,7 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def claim(self, worker_id: str, lease_timeout: float) -> Optional[Job]:
+    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
         """Take the best ready job (`pending`/`failed`, run_at <= now; highest
         priority, then earliest run_at, then enqueue order), mark it
         `processing` for `worker_id` with a lease, count the attempt and
@@ -46,7 +47,7 @@ class Store(ABC):
 
     @abstractmethod
     def finish(self, job: Job, outcome, decision,
-               next_lease: Optional[float] = None) -> Optional[Job]:
+               next_lease: "float | None" = None) -> "Job | None":
         """End the attempt `job` (held by job.worker_id) as `decision` says:
         complete -> `completed`, retry -> `failed` with run_at = now + delay
         (event `retry_scheduled`), bury -> `dead`. Stores the outcome's exit
@@ -55,13 +56,13 @@ class Store(ABC):
         same worker in the same transaction and returns it."""
 
     @abstractmethod
-    def heartbeat(self, worker_id: str, job_id: Optional[str],
+    def heartbeat(self, worker_id: str, job_id: "str | None",
                   lease_timeout: float) -> bool:
         """Renew the worker's heartbeat and its job's lease. Returns False if
         the worker no longer holds `job_id` (it was rescued meanwhile)."""
 
     @abstractmethod
-    def rescue_expired(self, decide: Callable[[Job], object]) -> list[Job]:
+    def rescue_expired(self, decide: "Callable[[Job], Decision]") -> list[Job]:
         """Jobs `processing` whose lease has expired (or whose worker is gone)
         count a failed attempt: event `lease_expired`, then `decide(job)`
         chooses retry or bury. Returns the rescued jobs."""
@@ -81,7 +82,7 @@ class Store(ABC):
         """The job, or NotFound."""
 
     @abstractmethod
-    def list_jobs(self, state: Optional[str] = None, limit: int = 0) -> list[Job]:
+    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
         """Jobs in enqueue order (oldest first); limit 0 = all."""
 
     @abstractmethod
@@ -89,7 +90,7 @@ class Store(ABC):
         """{state: number of jobs} for every state, zeros included."""
 
     @abstractmethod
-    def history(self, job_id: Optional[str] = None, limit: int = 0) -> list[dict]:
+    def history(self, job_id: "str | None" = None, limit: int = 0) -> list[dict]:
         """Events, oldest first; with a limit, the most recent `limit`."""
 
     @abstractmethod
@@ -97,7 +98,7 @@ class Store(ABC):
         """Is any job pending, failed or processing?"""
 
     @abstractmethod
-    def next_due_in(self) -> Optional[float]:
+    def next_due_in(self) -> "float | None":
         """Seconds until the earliest ready job is due (0 if one is due now),
         None if nothing is waiting."""
 
@@ -107,7 +108,10 @@ class Store(ABC):
 
     # ------------------------------------------------------------ workers
     @abstractmethod
-    def register_worker(self, worker_id: str, host: str, pid: int) -> None: ...
+    def register_worker(self, worker_id: str, host: str, pid: int,
+                        lease_timeout: float) -> None:
+        """Add the worker; it counts as active until its heartbeat is older
+        than the lease_timeout it last heartbeated with."""
 
     @abstractmethod
     def deregister_worker(self, worker_id: str) -> None: ...

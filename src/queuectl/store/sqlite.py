@@ -1,6 +1,7 @@
 """The SQLite backend: one database file shared by any number of processes.
 
-WAL mode, a busy timeout, and short `BEGIN IMMEDIATE` write transactions; no
+WAL mode, short `BEGIN IMMEDIATE` write transactions retried while another
+process holds the lock (see `_retry_busy`); no
 transaction is ever open while a command runs. All SQLite SQL lives in this
 module and in migrations/sqlite/.
 """
@@ -40,8 +41,8 @@ SQL_READY = (
     "AND run_at <= ? ORDER BY priority DESC, run_at, seq LIMIT 1")
 SQL_CLAIM = (
     "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
-    "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL "
-    "WHERE seq = ? AND state IN ('pending', 'failed')")
+    "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL, "
+    "output = NULL, output_truncated = 0 WHERE seq = ? AND state IN ('pending', 'failed')")
 SQL_FINISH = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
     "exit_code = ?, last_error = ?, lease_expires_at = NULL, output = ?, "
@@ -49,29 +50,41 @@ SQL_FINISH = (
 SQL_EXPIRED = (
     f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' AND "
     "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
+SQL_INSERT_WORKER = (
+    "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)")
 SQL_RESCUE = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
     "exit_code = NULL, last_error = ?, lease_expires_at = NULL "
     "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = ?")
 
 # decision.action -> (new state, event)
-FINISH = {"complete": ("completed", "completed"),
-          "retry": ("failed", "retry_scheduled"),
-          "bury": ("dead", "dead")}
+ENDINGS = {"complete": ("completed", "completed"),
+           "retry": ("failed", "retry_scheduled"),
+           "bury": ("dead", "dead")}
+
+
+def _ending(decision, job: Job, now: int):
+    """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
+    state, event = ENDINGS[decision.action]
+    if state == "failed":
+        return state, event, now + round(decision.delay * 1000), None
+    return state, event, job.run_at, now
 
 
 class _Duplicate(Exception):
     """An enqueue hit an existing id (raised inside the transaction)."""
 
 
-def _detail(**kw) -> Optional[str]:
+def _detail(**kw) -> "str | None":
     kw = {k: v for k, v in kw.items() if v is not None}
     return json.dumps(kw) if kw else None
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str, *, clock=None, worker: bool = False):
+    def __init__(self, path: str, *, clock=None, worker: bool = False, create: bool = True):
         self.path = path
+        self.create = create
         self.clock = clock or SystemClock()
         self._identity: "tuple | None" = None       # (host, pid, started) once registered
         self._data_version = None
@@ -91,7 +104,9 @@ class SQLiteStore(Store):
                 raise StoreError(f"cannot open database {path}: directory {parent} does not exist")
             if os.path.isdir(path):
                 raise StoreError(f"cannot open database {path}: it is a directory")
-            if not os.path.exists(path):
+            if not os.path.exists(path) and not self.create:
+                path = ":memory:"          # reads as an empty queue; no file is made
+            elif not os.path.exists(path):
                 try:
                     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
                 except FileExistsError:
@@ -187,7 +202,9 @@ class SQLiteStore(Store):
         c = self.conn
         self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         try:
-            yield c
+            # The time is read once the lock is ours, so waiting for it never
+            # shortens a lease or back-dates a change.
+            yield c, self._now()
             c.execute("COMMIT")
         except BaseException as e:
             if c.in_transaction:
@@ -232,14 +249,13 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ jobs: writes
     def enqueue(self, jobs: list[NewJob]) -> None:
-        now = self._now()
-        rows = [(j.id, j.command, j.max_retries, j.priority,
-                 j.run_at if j.run_at is not None else now + round(j.delay * 1000),
-                 j.timeout, now, now) for j in jobs]
         try:
-            with self._write() as c:
+            with self._write() as (c, now):
                 try:
-                    c.executemany(SQL_INSERT_JOB, rows)
+                    c.executemany(SQL_INSERT_JOB, [
+                        (j.id, j.command, j.max_retries, j.priority,
+                         j.run_at if j.run_at is not None else now + round(j.delay * 1000),
+                         j.timeout, now, now) for j in jobs])
                 except sqlite3.IntegrityError:
                     raise _Duplicate from None       # _write rolls back
                 c.executemany(SQL_INSERT_EVENT,
@@ -263,7 +279,7 @@ class SQLiteStore(Store):
             seen.add(job_id)
         return ids[0]
 
-    def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> Optional[Job]:
+    def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> "Job | None":
         row = c.execute(SQL_READY, (now,)).fetchone()
         if row is None:
             return None
@@ -276,21 +292,17 @@ class SQLiteStore(Store):
         c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, now, worker_id, None))
         return job
 
-    def claim(self, worker_id: str, lease_timeout: float) -> Optional[Job]:
-        now = self._now()
+    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
         # Look before locking: an empty queue costs no write lock.
-        if not self._read(SQL_READY, (now,)):
+        if not self._read(SQL_READY, (self._now(),)):
             return None
-        with self._write() as c:
+        with self._write() as (c, now):
             return self._claim_in(c, worker_id, lease_timeout, now)
 
-    def finish(self, job: Job, outcome, decision, next_lease: Optional[float] = None):
-        now = self._now()
-        state, event = FINISH[decision.action]
-        run_at = now + round(decision.delay * 1000) if decision.action == "retry" else job.run_at
-        finished = now if state in ("completed", "dead") else None
-        error = None if decision.action == "complete" else outcome.error
-        with self._write() as c:
+    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None):
+        with self._write() as (c, now):
+            state, event, run_at, finished = _ending(decision, job, now)
+            error = None if state == "completed" else outcome.error
             cur = c.execute(SQL_FINISH, (
                 state, now, finished, run_at, outcome.exit_code, error,
                 outcome.output or None, int(outcome.truncated), job.id, job.worker_id))
@@ -301,42 +313,43 @@ class SQLiteStore(Store):
                 _detail(exit_code=outcome.exit_code, error=error,
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
-            if next_lease is not None:
+            if next_lease is not None and not c.execute(
+                    "SELECT stop_requested FROM workers WHERE id = ?",
+                    (job.worker_id,)).fetchone()[0:1] == (1,):
                 return self._claim_in(c, job.worker_id, next_lease, now)
         return None
 
-    def heartbeat(self, worker_id: str, job_id: Optional[str], lease_timeout: float) -> bool:
-        now = self._now()
-        with self._write() as c:
-            cur = c.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+        lease = round(lease_timeout * 1000)
+        with self._write() as (c, now):
+            cur = c.execute("UPDATE workers SET heartbeat_at = ?, expires_at = ? WHERE id = ?",
+                            (now, now + lease, worker_id))
             if cur.rowcount == 0 and self._identity is not None:
+                # Our row was swept as stale (we were frozen): register again.
                 host, pid, started = self._identity
-                c.execute("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
-                          "VALUES (?, ?, ?, ?, ?)", (worker_id, host, pid, started, now))
+                c.execute(SQL_INSERT_WORKER, (worker_id, host, pid, started, now, now + lease))
             if job_id is None:
                 return True
             cur = c.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'processing' "
-                "AND worker_id = ?", (now + round(lease_timeout * 1000), job_id, worker_id))
+                "AND worker_id = ?", (now + lease, job_id, worker_id))
             return cur.rowcount == 1
 
-    def rescue_expired(self, decide: Callable[[Job], object]) -> list[Job]:
-        now = self._now()
-        lease_ms = round(float(self.config()["lease_timeout"]) * 1000)
-        stale = now - lease_ms
-        if not self._read(SQL_EXPIRED, (now,)) and not self._read(
-                "SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (stale,)):
+    def rescue_expired(self, decide) -> list[Job]:
+        # Expiry is judged at the time we *started* to look, so time spent
+        # waiting for the write lock (while the job's worker may be waiting
+        # for it too, to heartbeat) never counts against a lease.
+        seen = self._now()
+        if not self._read(SQL_EXPIRED, (seen,)) and not self._read(
+                "SELECT 1 FROM workers WHERE expires_at < ? LIMIT 1", (seen,)):
             return []
         rescued = []
-        with self._write() as c:
-            c.execute("DELETE FROM workers WHERE heartbeat_at < ?", (stale,))
-            for row in c.execute(SQL_EXPIRED, (now,)).fetchall():
+        with self._write() as (c, now):
+            c.execute("DELETE FROM workers WHERE expires_at < ?", (seen,))
+            for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
                 job = Job(*row)
-                decision = decide(job)
-                state, event = FINISH[decision.action]
-                run_at = now + round(decision.delay * 1000) if state == "failed" else job.run_at
-                finished = now if state == "dead" else None
-                if job.lease_expires_at < now:
+                state, event, run_at, finished = _ending(decide(job), job, now)
+                if job.lease_expires_at < seen:
                     error = f"lease expired: no heartbeat from worker {job.worker_id}"
                 else:
                     error = f"worker {job.worker_id} exited without finishing the job"
@@ -354,8 +367,7 @@ class SQLiteStore(Store):
         return rescued
 
     def dlq_retry(self, job_id: str) -> None:
-        now = self._now()
-        with self._write() as c:
+        with self._write() as (c, now):
             cur = c.execute(
                 "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
                 "finished_at = NULL WHERE id = ? AND state = 'dead'", (now, now, job_id))
@@ -367,8 +379,7 @@ class SQLiteStore(Store):
             c.execute(SQL_INSERT_EVENT, (job_id, "dlq_retry", 0, now, None, None))
 
     def dlq_retry_all(self) -> int:
-        now = self._now()
-        with self._write() as c:
+        with self._write() as (c, now):
             c.execute("INSERT INTO events (job_id, event, attempt, at) "
                       "SELECT id, 'dlq_retry', 0, ? FROM jobs WHERE state = 'dead'", (now,))
             cur = c.execute(
@@ -386,7 +397,7 @@ class SQLiteStore(Store):
         job.output_truncated = bool(job.output_truncated)
         return job
 
-    def list_jobs(self, state: Optional[str] = None, limit: int = 0) -> list[Job]:
+    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
         where, params = ("WHERE state = ?", [state]) if state else ("", [])
         rows = self._read(f"SELECT {JOB_COLS} FROM jobs {where} ORDER BY seq LIMIT ?",
                           params + [limit if limit > 0 else -1])
@@ -397,7 +408,7 @@ class SQLiteStore(Store):
         counts.update(self._read("SELECT state, count(*) FROM jobs GROUP BY state"))
         return counts
 
-    def history(self, job_id: Optional[str] = None, limit: int = 0) -> list[dict]:
+    def history(self, job_id: "str | None" = None, limit: int = 0) -> list[dict]:
         where, params = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
         rows = self._read(
             f"SELECT job_id, event, attempt, at, worker_id, detail FROM events {where} "
@@ -412,14 +423,11 @@ class SQLiteStore(Store):
             out.append(d)
         return out
 
-    def job_exists(self, job_id: str) -> bool:
-        return bool(self._read("SELECT 1 FROM jobs WHERE id = ?", (job_id,)))
-
     def has_unfinished(self) -> bool:
         return bool(self._read(
             "SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') LIMIT 1"))
 
-    def next_due_in(self) -> Optional[float]:
+    def next_due_in(self) -> "float | None":
         (due,) = self._read("SELECT min(run_at) FROM jobs INDEXED BY jobs_due "
                             "WHERE state IN ('pending', 'failed')")[0]
         if due is None:
@@ -441,40 +449,35 @@ class SQLiteStore(Store):
                 return
 
     # ------------------------------------------------------------ workers
-    def register_worker(self, worker_id: str, host: str, pid: int) -> None:
-        now = self._now()
-        self._identity = (host, pid, now)
-        with self._write() as c:
-            c.execute("INSERT INTO workers (id, host, pid, started_at, heartbeat_at) "
-                      "VALUES (?, ?, ?, ?, ?)", (worker_id, host, pid, now, now))
+    def register_worker(self, worker_id: str, host: str, pid: int,
+                        lease_timeout: float) -> None:
+        with self._write() as (c, now):
+            self._identity = (host, pid, now)
+            c.execute(SQL_INSERT_WORKER, (worker_id, host, pid, now, now,
+                                          now + round(lease_timeout * 1000)))
 
     def deregister_worker(self, worker_id: str) -> None:
         self._identity = None
-        with self._write() as c:
+        with self._write() as (c, _):
             c.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
     def stop_requested(self, worker_id: str) -> bool:
         rows = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
         return bool(rows and rows[0][0])
 
-    def _active_since(self) -> int:
-        return self._now() - round(float(self.config()["lease_timeout"]) * 1000)
-
     def request_stop(self) -> list[str]:
-        since = self._active_since()
-        with self._write() as c:
+        with self._write() as (c, now):
             ids = [r[0] for r in c.execute(
-                "SELECT id FROM workers WHERE heartbeat_at >= ? ORDER BY started_at", (since,))]
-            c.execute("UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= ?", (since,))
+                "SELECT id FROM workers WHERE expires_at >= ? ORDER BY started_at", (now,))]
+            c.execute("UPDATE workers SET stop_requested = 1 WHERE expires_at >= ?", (now,))
         return ids
 
     def active_workers(self) -> list[dict]:
-        since = self._active_since()
         now = self._now()
         rows = self._read(
             "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.stop_requested, "
             "(SELECT j.id FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id) "
-            "FROM workers w WHERE w.heartbeat_at >= ? ORDER BY w.started_at, w.id", (since,))
+            "FROM workers w WHERE w.expires_at >= ? ORDER BY w.started_at, w.id", (now,))
         return [{"id": r[0], "host": r[1], "pid": r[2], "started_at": iso(r[3]),
                  "heartbeat_at": iso(r[4]), "heartbeat_age": round((now - r[4]) / 1000, 3),
                  "stopping": bool(r[5]), "job_id": r[6]} for r in rows]
@@ -488,7 +491,7 @@ class SQLiteStore(Store):
         return values
 
     def config_set(self, key: str, value) -> None:
-        with self._write() as c:
+        with self._write() as (c, _):
             c.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)",
                       (key, json.dumps(value)))
 

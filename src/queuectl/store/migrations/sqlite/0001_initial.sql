@@ -62,6 +62,7 @@ CREATE TABLE workers (
     pid            INTEGER NOT NULL,
     started_at     INTEGER NOT NULL,
     heartbeat_at   INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,                -- heartbeat_at + lease_timeout then
     stop_requested INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
