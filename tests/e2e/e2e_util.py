@@ -1,0 +1,139 @@
+"""Helpers shared by the end-to-end tests (imported by the test modules).
+
+`wait_until` and `QUEUECTL` come from tests/conftest.py, loaded by path under a
+private name so that other directories' conftest.py files cannot shadow it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+_ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
+_spec = importlib.util.spec_from_file_location("_queuectl_e2e_root_conftest", _ROOT_CONFTEST)
+_root = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root)
+
+wait_until = _root.wait_until
+QUEUECTL = _root.QUEUECTL
+
+ISO_MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+STATES = ("pending", "processing", "completed", "failed", "dead")
+EMPTY_COUNTS = dict.fromkeys(STATES, 0)
+
+
+def parse_at(text: str) -> float:
+    """ISO-8601 UTC with Z and milliseconds -> epoch seconds."""
+    assert ISO_MS_Z.fullmatch(text), f"not ISO-8601 UTC with ms and Z: {text!r}"
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=timezone.utc).timestamp()
+
+
+def history(cli, job_id: "str | None" = None) -> list[dict]:
+    """`queuectl history [--job-id ID]` parsed: one JSON object per line."""
+    args = ["history"] + (["--job-id", job_id] if job_id is not None else [])
+    out = cli.ok(*args)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def events(cli, job_id: str) -> list[str]:
+    return [e["event"] for e in history(cli, job_id)]
+
+
+def counts(cli) -> dict:
+    return cli.json("status")["jobs"]
+
+
+def assert_one_error_line(p: subprocess.CompletedProcess, code: int) -> str:
+    """Exit `code`, nothing on stdout, exactly one `queuectl: error:` line on stderr."""
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {p.stderr!r}"
+    assert lines[0].startswith("queuectl: error: "), p.stderr
+    assert p.stdout == "", p.stdout
+    return lines[0]
+
+
+def snapshot(cli) -> tuple:
+    """Everything a failing command must leave alone, as seen through the CLI."""
+    return (cli.json("status")["jobs"], cli.ok("history"),
+            cli.json("list", "--limit", "0"), cli.json("config", "list"))
+
+
+def pid_gone(pid: int) -> bool:
+    """True once `pid` no longer exists (a zombie nobody reaps counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def pgroup_gone(pgid: int) -> bool:
+    """True once no live (non-zombie) process is in process group `pgid`."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # fields: state ppid pgrp ...
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return False
+    return True
+
+
+def read_pid(path: Path, timeout: float = 10.0) -> int:
+    """Wait until a job has written its pid to `path`, then return it."""
+    def get():
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
+    return wait_until(get, timeout=timeout, message=f"a pid in {path}")
+
+
+def wait_exit(p: subprocess.Popen, timeout: float) -> int:
+    """Wait for a background `worker start` to exit; fail (not hang) after `timeout`."""
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"worker pid {p.pid} still running after {timeout}s") from None
+
+
+def worker_log(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def timed(fn, *args, **kw):
+    t0 = time.monotonic()
+    value = fn(*args, **kw)
+    return value, time.monotonic() - t0
+
+
+def kill_quietly(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+        p.wait(5)
+
+
+def start_logged(cli, log: Path, *args) -> subprocess.Popen:
+    """`queuectl worker start ARGS` in the background, its stderr (the log) into `log`,
+    so a chatty worker can never block on a full pipe."""
+    with open(log, "a") as f:
+        return cli.start(*args, stderr=f)
