@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -124,12 +123,6 @@ def timed(fn, *args, **kw):
     t0 = time.monotonic()
     value = fn(*args, **kw)
     return value, time.monotonic() - t0
-
-
-def kill_quietly(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
-        p.wait(5)
 
 
 def start_logged(cli, log: Path, *args) -> subprocess.Popen:

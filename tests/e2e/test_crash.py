@@ -213,15 +213,3 @@ def test_timeout_kills_the_whole_process_group(cli, tmp_path, prefix):
     assert job["attempts"] == 1
     pid = read_pid(bgpid, timeout=1)
     wait_until(lambda: pid_gone(pid), timeout=5, message=f"background child {pid} to die")
-
-
-def test_timeout_then_retry(cli, tmp_path):
-    cli.ok("config", "set", "backoff_base", "1")
-    cli.enqueue(id="slowfirst", timeout=1, max_retries=1,
-                command='if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 30; fi; echo quick')
-    cli.run("worker", "start", "--burst", check=0, timeout=30)
-    job = cli.job("slowfirst")
-    assert job["state"] == "completed" and job["attempts"] == 2
-    hist = history(cli, "slowfirst")
-    retry = [e for e in hist if e["event"] == "retry_scheduled"]
-    assert len(retry) == 1 and "timed out after 1s" in retry[0].get("error", "")
