@@ -187,11 +187,11 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     if "max_retries" not in obj and max_retries is None:
         pass
     elif not _is_int(max_retries) or not 0 <= max_retries <= MAX_INT:
-        raise InvalidInput("field 'max_retries' must be an integer >= 0")
+        raise InvalidInput(f"field 'max_retries' must be an integer from 0 to {MAX_INT}")
 
     priority = obj.get("priority", 0)
     if not _is_int(priority) or not -MAX_INT <= priority <= MAX_INT:
-        raise InvalidInput("field 'priority' must be an integer")
+        raise InvalidInput(f"field 'priority' must be an integer from -{MAX_INT} to {MAX_INT}")
 
     if "run_at" in obj and "delay" in obj:
         raise InvalidInput("give either 'run_at' or 'delay', not both")
@@ -209,13 +209,14 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     if "delay" in obj:
         delay = obj["delay"]
         if not _is_number(delay) or delay < 0 or delay > 10**9:
-            raise InvalidInput("field 'delay' must be a number of seconds >= 0")
+            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9")
 
     timeout = obj.get("timeout", default_timeout)
     if "timeout" not in obj and timeout is None:
         pass
     elif not _is_number(timeout) or timeout < 0 or timeout > 10**9:
-        raise InvalidInput("field 'timeout' must be a number of seconds >= 0 (0 = no limit)")
+        raise InvalidInput("field 'timeout' must be a number of seconds from 0 to 1e9 "
+                           "(0 = no limit)")
     else:
         timeout = float(timeout)
 
@@ -261,7 +262,8 @@ def decode_json(text: str) -> object:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys,
                           parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
-        raise InvalidInput(f"invalid JSON: {e.msg} (line {e.lineno} column {e.colno})") from None
+        where = f"line {e.lineno} column {e.colno}" if "\n" in text else f"column {e.colno}"
+        raise InvalidInput(f"invalid JSON: {e.msg} ({where})") from None
     except RecursionError:
         raise InvalidInput("invalid JSON: nested too deeply") from None
 

@@ -166,7 +166,9 @@ class Worker:
             return f"job {job.id} completed in {took}"
         if decision.action == "retry":
             return f"job {job.id} failed ({outcome.error}); retry in {decision.delay:.1f}s"
-        return f"job {job.id} failed ({outcome.error}); moved to the DLQ after {job.attempts} attempts"
+        n = job.attempts
+        return (f"job {job.id} failed ({outcome.error}); moved to the DLQ after {n} "
+                f"attempt{'s' if n != 1 else ''}")
 
     # ------------------------------------------------------------ periodic checks
     def tick(self):
@@ -208,7 +210,8 @@ class Worker:
                 nxt["stop"] = now + STOP_CHECK
             if now >= nxt["rescue"]:
                 for job in self.store.rescue_expired(self._decide_lost):
-                    self.log(f"job {job.id}: lease expired; rescued as {job.state}", always=True)
+                    self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",
+                             always=True)
                 nxt["rescue"] = now + RESCUE_EVERY
             self._db_error = None
         except QueueError as e:

@@ -27,7 +27,7 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH",
                    help="database (default: $QUEUECTL_DB, else ./queuectl.db)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks for unexpected errors")
+                   help="print a traceback with any error (for bug reports)")
     return p
 
 
@@ -46,7 +46,10 @@ def _nonneg_int(text: str) -> int:
 
 
 def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
     return value
@@ -54,13 +57,14 @@ def _pos_int(text: str) -> int:
 
 def build_parser() -> Parser:
     common = _common()
-    root = Parser(prog="queuectl", parents=[common],
+    root = Parser(prog="queuectl", parents=[common], allow_abbrev=False,
                   description="A durable background job queue for shell commands.")
     root.add_argument("--version", action="version", version=f"queuectl {__version__}")
     sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     def cmd(name, help, target, parent=sub):
-        p = parent.add_parser(name, help=help, description=help, parents=[common])
+        p = parent.add_parser(name, help=help, description=help, parents=[common],
+                              allow_abbrev=False)
         p.set_defaults(target=target)
         return p
 

@@ -29,7 +29,7 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         for i, cell in enumerate(row[:-1]):
             widths[i] = max(widths[i], len(cell))
-    last_width = 0
+    last_width = 200          # long commands are cut; `show` and --json have them whole
     if sys.stdout.isatty():
         import shutil
         used = sum(w + 2 for w in widths[:-1])
