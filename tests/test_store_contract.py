@@ -839,3 +839,28 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
         state = nxt
     assert state == "completed"
     assert set(seen) == set(TRANSITIONS), set(TRANSITIONS) - set(seen)
+
+
+def test_finish_claims_the_next_job_unless_the_worker_was_told_to_stop(make_store, clock):
+    from queuectl.policy import COMPLETE
+    from queuectl.runner import Outcome
+
+    store = make_store()
+    store.enqueue([NewJob(f"j{i}", "true", max_retries=0) for i in range(4)])
+    store.register_worker("w1", "h", 1, 30)
+    ok = Outcome("succeeded", 0)
+    first = store.claim("w1", 30)
+    second = store.finish(first, ok, COMPLETE, next_lease=30)
+    assert second is not None and second.id == "j1" and second.state == "processing"
+    assert store.get_job("j1").worker_id == "w1"
+    store.request_stop()
+    assert store.finish(second, ok, COMPLETE, next_lease=30) is None
+    assert store.get_job("j2").state == "pending"
+    # A worker whose row was swept away (it was frozen) takes no next job either.
+    store.deregister_worker("w1")
+    store.register_worker("w2", "h", 2, 30)
+    third = store.claim("w2", 30)
+    store.deregister_worker("w2")
+    assert store.finish(third, ok, COMPLETE, next_lease=30) is None
+    assert store.get_job("j2").state == "completed"
+    assert store.get_job("j3").state == "pending"

@@ -313,10 +313,11 @@ class SQLiteStore(Store):
                 _detail(exit_code=outcome.exit_code, error=error,
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
-            if next_lease is not None and not c.execute(
-                    "SELECT stop_requested FROM workers WHERE id = ?",
-                    (job.worker_id,)).fetchone()[0:1] == (1,):
-                return self._claim_in(c, job.worker_id, next_lease, now)
+            if next_lease is not None:
+                row = c.execute("SELECT stop_requested FROM workers WHERE id = ?",
+                                (job.worker_id,)).fetchone()
+                if not (row and row[0]):       # a worker told to stop takes no more
+                    return self._claim_in(c, job.worker_id, next_lease, now)
         return None
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
