@@ -43,7 +43,8 @@ class Store(ABC):
         """Take the best ready job (`pending`/`failed`, run_at <= now; highest
         priority, then earliest run_at, then enqueue order), mark it
         `processing` for `worker_id` with a lease, count the attempt and
-        append `processing`. None if nothing is ready."""
+        append `processing`. None if nothing is ready, or if the worker is not
+        registered or has been asked to stop."""
 
     @abstractmethod
     def finish(self, job: Job, outcome, decision,

@@ -280,6 +280,11 @@ class SQLiteStore(Store):
         return ids[0]
 
     def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> "Job | None":
+        # Only a registered worker that has not been told to stop may claim:
+        # a job held by a worker without a row would be rescued at once.
+        me = c.execute("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        if me is None or me[0]:
+            return None
         row = c.execute(SQL_READY, (now,)).fetchone()
         if row is None:
             return None
@@ -314,10 +319,7 @@ class SQLiteStore(Store):
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
             if next_lease is not None:
-                row = c.execute("SELECT stop_requested FROM workers WHERE id = ?",
-                                (job.worker_id,)).fetchone()
-                if not (row and row[0]):       # a worker told to stop takes no more
-                    return self._claim_in(c, job.worker_id, next_lease, now)
+                return self._claim_in(c, job.worker_id, next_lease, now)
         return None
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
