@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-from queuectl.clock import iso
+from queuectl import log
 from queuectl.store import open_store
 from queuectl.worker import Worker   # imported before fork: children share it
 
@@ -26,8 +26,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _log(msg: str) -> None:
-    sys.stderr.write(f"{iso(time.time_ns() // 1_000_000)} [supervisor {os.getpid()}] {msg}\n")
-    sys.stderr.flush()
+    log.line(f"supervisor {os.getpid()}", msg)
 
 
 class Supervisor:
@@ -44,16 +43,16 @@ class Supervisor:
 
     def _on_signal(self, signum, frame) -> None:
         self.signals += 1
+        for pid in list(self.children):     # relay first: logging may fail (SIGHUP)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         if self.signals == 1:
             _log(f"{signal.Signals(signum).name}: finishing running jobs, then exiting "
                  "(again to kill them)")
         else:
             _log("killing running jobs; they will be retried")
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def run(self) -> int:
         for s in SIGNALS:
@@ -62,8 +61,8 @@ class Supervisor:
             if self.signals:
                 break        # told to stop while starting: start no more
             self._spawn(slot)
-        if not self.quiet:
-            _log(f"started {self.count} worker(s): pids "
+        if not self.quiet and self.children:
+            _log(f"started {len(self.children)} worker(s): pids "
                  f"{' '.join(map(str, self.children))}")
         while self.children:
             try:
@@ -100,6 +99,9 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        if self.signals:       # a stop arrived while blocking: start nothing
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            return
         pid = os.fork()
         if pid:
             # Known before signals are let in, so a stop request reaches it.
@@ -110,15 +112,16 @@ class Supervisor:
         try:
             code = self._child()
         except BaseException as e:   # never let a child return into the parent's stack
-            if self.debug:
-                traceback.print_exc()
-            else:
-                sys.stderr.write(f"queuectl: error: worker: {e}\n")
-        finally:
             try:
+                if self.debug:
+                    traceback.print_exc()
+                else:
+                    sys.stderr.write(f"queuectl: error: worker: {e}\n")
                 sys.stderr.flush()
-            finally:
-                os._exit(code)
+            except (OSError, ValueError):
+                pass
+        finally:
+            os._exit(code)
 
     def _child(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C

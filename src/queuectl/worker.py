@@ -8,13 +8,10 @@ one job at a time. The supervisor (supervisor.py) forks N of them.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import sys
 import time
 
-from queuectl import policy, runner
-from queuectl.clock import iso
+from queuectl import log, policy, runner
 from queuectl.errors import LeaseLost, QueueError
 from queuectl.runner import Outcome
 
@@ -31,14 +28,12 @@ def heartbeat_interval(lease_timeout: float) -> float:
 
 class Worker:
     def __init__(self, store, worker_id: str, *, burst: bool = False,
-                 parent_pid: "int | None" = None, quiet: bool = False,
-                 out=sys.stderr):
+                 parent_pid: "int | None" = None, quiet: bool = False):
         self.store = store
         self.id = worker_id
         self.burst = burst
         self.parent_pid = parent_pid
         self.quiet = quiet
-        self.out = out
         self.stop_mode: "str | None" = None      # None, "graceful", "hard"
         self.orphaned = False
         self.lease_lost = False
@@ -54,8 +49,7 @@ class Worker:
     def log(self, msg: str, *, always: bool = False) -> None:
         if self.quiet and not always:
             return
-        self.out.write(f"{iso(time.time_ns() // 1_000_000)} [{self.id}] {msg}\n")
-        self.out.flush()
+        log.line(self.id, msg)
 
     # ------------------------------------------------------------ signals
     def on_sigterm(self, signum, frame) -> None:
@@ -87,6 +81,10 @@ class Worker:
                             self.log("no jobs left (burst): exiting")
                             break
                         due = self.store.next_due_in()
+                        if due == 0:
+                            # A job is due but the claim was refused or lost:
+                            # perhaps we were told to stop; look now.
+                            self._next["stop"] = 0.0
                         wait = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due, 0.001))
                         self.store.wait_for_change(wait)
                         continue

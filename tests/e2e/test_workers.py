@@ -234,3 +234,27 @@ def test_concurrent_enqueuers_readers_and_workers(cli, tmp_path):
     assert cli.ok("worker", "stop") == "signalled 2 workers\n"
     assert wait_exit(workers, 10) == 0
     assert "locked" not in (tmp_path / "w.log").read_text()
+
+
+def test_hangup_with_the_terminal_gone_still_finishes_the_job(cli):
+    """SIGHUP after the terminal vanished (writes to it fail with EIO): the
+    running job still completes and `worker start` exits 0."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen(QUEUECTL + ["worker", "start", "--count", "2"], env=cli.env,
+                         cwd=cli.cwd, stdin=slave, stdout=slave, stderr=slave)
+    cli.procs.append(p)
+    os.close(slave)
+    try:
+        cli.enqueue(id="hup", command="sleep 1.5; echo survived")
+        _wait_processing(cli, "hup")
+    finally:
+        os.close(master)            # the terminal is gone: writes to it now fail
+    p.send_signal(signal.SIGHUP)
+    assert wait_exit(p, 15) == 0
+    job = cli.job("hup")
+    assert job["state"] == "completed", job
+    assert job["output"] == "survived\n"
+    assert cli.active_workers() == 0

@@ -63,10 +63,11 @@ class Store(ABC):
         the worker no longer holds `job_id` (it was rescued meanwhile)."""
 
     @abstractmethod
-    def rescue_expired(self, decide: "Callable[[Job], Decision]") -> list[Job]:
+    def rescue_expired(self, decide) -> list[Job]:
         """Jobs `processing` whose lease has expired (or whose worker is gone)
-        count a failed attempt: event `lease_expired`, then `decide(job)`
-        chooses retry or bury. Returns the rescued jobs."""
+        count a failed attempt: event `lease_expired`, then `decide(job)` (a
+        function of the job returning a policy.Decision) chooses retry or
+        bury. Returns the rescued jobs."""
 
     @abstractmethod
     def dlq_retry(self, job_id: str) -> None:

@@ -24,6 +24,8 @@ APP = "queuectl"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
+RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
+STALE_WORKER_TTL = 3_600_000   # ms a dead worker's row is kept after it expired
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
@@ -343,12 +345,20 @@ class SQLiteStore(Store):
         # waiting for the write lock (while the job's worker may be waiting
         # for it too, to heartbeat) never counts against a lease.
         seen = self._now()
+        forget = seen - STALE_WORKER_TTL
         if not self._read(SQL_EXPIRED, (seen,)) and not self._read(
-                "SELECT 1 FROM workers WHERE expires_at < ? LIMIT 1", (seen,)):
+                "SELECT 1 FROM workers WHERE expires_at < ? LIMIT 1", (forget,)):
             return []
         rescued = []
         with self._write() as (c, now):
-            c.execute("DELETE FROM workers WHERE expires_at < ?", (seen,))
+            if now - seen > RESCUE_PATIENCE:
+                # We queued behind a long writer; so, probably, did the
+                # heartbeats of the workers we were about to judge. Let them
+                # in first: look again next round.
+                return []
+            # Rows of dead workers are kept a while (they still say which
+            # workers were asked to stop), then forgotten.
+            c.execute("DELETE FROM workers WHERE expires_at < ?", (forget,))
             for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
                 job = Job(*row)
                 state, event, run_at, finished = _ending(decide(job), job, now)
