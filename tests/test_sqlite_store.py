@@ -50,3 +50,73 @@ def test_rescue_that_waited_behind_a_long_writer_judges_nothing_that_round(tmp_p
     assert rescuer.get_job("j").state == "failed"
     rescuer.close()
     blocker.close()
+
+
+def test_many_processes_opening_a_new_database_at_once(tmp_path):
+    """Racing first opens: every process must see a queuectl database (none may
+    catch the schema half-made and call it foreign)."""
+    import multiprocessing
+
+    path = str(tmp_path / "race.db")
+    ctx = multiprocessing.get_context("fork")
+    for _round in range(40):
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"race.db{suffix}").unlink(missing_ok=True)
+        barrier = ctx.Barrier(6)
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_open_and_count, args=(path, barrier, queue))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(10)
+        assert results == [0] * 6, results
+
+
+def _open_and_count(path, barrier, queue):
+    barrier.wait()
+    try:
+        with open_store(path) as store:
+            queue.put(sum(store.counts().values()))
+    except Exception as e:       # reported, not raised, so the test shows which
+        queue.put(repr(e))
+
+
+def test_schema_created_by_another_process_between_our_two_reads(tmp_path):
+    """The interleaving once seen in CI: our look for `meta` finds nothing, then
+    another process commits the schema before we look at sqlite_master. We must
+    read the new schema, not call the file foreign."""
+    from queuectl.store.sqlite import SQLiteStore
+
+    path = str(tmp_path / "q.db")
+    open(path, "w").close()
+
+    class Racing(SQLiteStore):
+        def _connect(self):
+            return _RacingConnection(super()._connect(), path)
+
+    store = Racing(path)
+    assert store.counts()["pending"] == 0
+    store.close()
+
+
+class _RacingConnection:
+    """A connection whose first failed look for `meta` lets another process
+    create the whole schema before the error is seen."""
+
+    def __init__(self, conn, path):
+        self._conn, self._path, self._raced = conn, path, False
+
+    def execute(self, sql, *args):
+        import sqlite3
+        try:
+            return self._conn.execute(sql, *args)
+        except sqlite3.OperationalError as e:
+            if "no such table: meta" in str(e) and not self._raced:
+                self._raced = True
+                open_store(self._path).close()        # the other process wins the race
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)

@@ -142,8 +142,15 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as e:
             msg = str(e)
             if "no such table" in msg:
-                (n,) = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                if n:
+                tables = {r[0] for r in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "meta" in tables:
+                    # Another process created the schema between our two reads:
+                    # read it again (once; a second miss is a real error).
+                    rows = dict(self.conn.execute(
+                        "SELECT key, value FROM meta WHERE key IN ('app', 'schema_version')"))
+                    return self._check_meta(rows)
+                if tables:
                     raise StoreError(f"{self.path} is an SQLite database but not a queuectl "
                                      "database; refusing to touch it") from None
                 return 0
@@ -151,6 +158,9 @@ class SQLiteStore(Store):
                 raise StoreError(f"{self.path} is not a queuectl database "
                                  "(not an SQLite file); refusing to touch it") from None
             raise
+        return self._check_meta(rows)
+
+    def _check_meta(self, rows: dict) -> int:
         if rows.get("app") != APP:
             raise StoreError(f"{self.path} is an SQLite database but not a queuectl "
                              "database; refusing to touch it")
