@@ -1,7 +1,11 @@
 """Shared fixtures: a fresh database per test, a store per backend, the real CLI.
 
-Backends: the store contract suite runs once per backend in BACKENDS. SQLite
-always runs; PostgreSQL joins when its backend lands.
+Backends: every test that uses `backend`, `db_url`, `store`, `make_store` or
+`cli` runs once per backend in BACKENDS (mark a test or module
+`@pytest.mark.backends("sqlite")` to narrow that). PostgreSQL tests get a fresh
+schema on $QUEUECTL_TEST_PG (default: postgresql://postgres@127.0.0.1:5432/test).
+Without a reachable server they skip with the reason, except under CI=true,
+where they fail.
 """
 
 from __future__ import annotations
@@ -22,7 +26,46 @@ from queuectl.store import open_store
 BIN = Path(sys.executable).parent
 QUEUECTL = [str(BIN / "queuectl")] if (BIN / "queuectl").exists() else [sys.executable, "-m", "queuectl"]
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+PG_URL = os.environ.get("QUEUECTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_pg_problem: "list[str | None]" = []
+
+
+def postgres_problem() -> "str | None":
+    """Why PostgreSQL tests cannot run here (None if they can); checked once."""
+    if not _pg_problem:
+        try:
+            import psycopg
+            psycopg.connect(PG_URL, connect_timeout=5).close()
+            _pg_problem.append(None)
+        except ImportError:
+            _pg_problem.append("psycopg is not installed (pip install '.[postgres]')")
+        except Exception as e:
+            _pg_problem.append(f"PostgreSQL at {PG_URL} is not reachable: "
+                               f"{' '.join(str(e).split())}")
+    return _pg_problem[0]
+
+
+def require_postgres() -> None:
+    problem = postgres_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true and PostgreSQL tests cannot run: {problem}", pytrace=False)
+        pytest.skip(f"PostgreSQL tests skipped: {problem}")
+
+
+def pg_schema_url(schema: str) -> str:
+    """PG_URL with its search_path set to `schema`."""
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        names = list(marker.args) if marker else BACKENDS
+        metafunc.parametrize("backend", names, indirect=True)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
@@ -38,13 +81,28 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
 
 
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    return str(tmp_path / "queuectl.db")
-
-
-@pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
+    if request.param == "postgres":
+        require_postgres()
     return request.param
+
+
+@pytest.fixture
+def db_url(backend, tmp_path) -> str:
+    """This test's own empty database: a file, or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        yield str(tmp_path / "queuectl.db")
+        return
+    import psycopg
+    schema = "qt_" + os.urandom(6).hex()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield pg_schema_url(schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '20s'")
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture
@@ -53,10 +111,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_store(backend, tmp_path, clock):
+def make_store(db_url, clock):
     """make_store() -> a new connection to this test's fresh database (fake clock)."""
     opened = []
-    url = str(tmp_path / "contract.db")
+    url = db_url
 
     def make(worker: bool = False, clock_=None):
         store = open_store(url, clock=clock_ or clock, worker=worker)

@@ -314,3 +314,69 @@ def parse_many(text: str, **defaults) -> list[NewJob]:
         seen[job.id] = where
         jobs.append(job)
     return jobs
+
+
+# ---------------------------------------------------------------- export / import
+
+#: Fields of an exported job beyond what `enqueue` takes (`queuectl export`).
+STATE_FIELDS = ("state", "attempts", "created_at", "updated_at", "started_at",
+                "finished_at", "exit_code", "last_error", "worker_id",
+                "lease_expires_at", "output", "output_truncated")
+
+
+def _opt_time(obj: dict, key: str) -> "int | None":
+    raw = obj.get(key)
+    if raw is None:
+        return None
+    try:
+        return parse_iso(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"field {key!r} must be an ISO-8601 timestamp or null") from None
+
+
+def _opt(obj: dict, key: str, check, what: str):
+    value = obj.get(key)
+    if value is not None and not check(value):
+        raise InvalidInput(f"field {key!r} must be {what} or null")
+    return value
+
+
+def parse_exported(obj: object) -> Job:
+    """One line of `queuectl export` back into a Job (for `queuectl import`).
+
+    A job that was `processing` when exported comes back `pending`: no worker
+    of the new database holds it.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"a job must be a JSON object, not {_json_type(obj)}")
+    base = {k: v for k, v in obj.items() if k not in STATE_FIELDS}
+    if base.get("run_at") is None:
+        base.pop("run_at", None)
+    new = validate_payload(base, default_max_retries=0, default_timeout=0.0)
+    if "id" not in obj:
+        raise InvalidInput("field 'id' is required")
+    state = obj.get("state", "pending")
+    if state not in STATES:
+        raise InvalidInput(f"field 'state' must be one of {', '.join(STATES)}")
+    attempts = obj.get("attempts", 0)
+    if not _is_int(attempts) or not 0 <= attempts <= MAX_INT:
+        raise InvalidInput(f"field 'attempts' must be an integer from 0 to {MAX_INT}")
+    created = _opt_time(obj, "created_at")
+    updated = _opt_time(obj, "updated_at")
+    started = _opt_time(obj, "started_at")
+    finished = _opt_time(obj, "finished_at")
+    exit_code = _opt(obj, "exit_code", _is_int, "an integer")
+    last_error = _opt(obj, "last_error", lambda v: isinstance(v, str), "a string")
+    output = _opt(obj, "output", lambda v: isinstance(v, str), "a string")
+    truncated = bool(_opt(obj, "output_truncated", lambda v: isinstance(v, bool),
+                          "true or false"))
+    if state == "processing":
+        state = "pending"
+    if state in ("completed", "dead"):
+        finished = finished or updated or created
+    else:
+        finished = None
+    # Times left out (None) become the importing store's "now".
+    return Job(new.id, new.command, state, attempts, new.max_retries, new.priority,
+               new.run_at, new.timeout, created, updated, started, finished, exit_code,
+               last_error, None, None, output, truncated)

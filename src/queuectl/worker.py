@@ -19,7 +19,6 @@ TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
 RESCUE_EVERY = 1.0    # how often expired leases are looked for
 CONFIG_EVERY = 2.0    # how often config is re-read
-IDLE_WAIT = 0.5       # longest idle sleep between looks at the queue
 
 
 def heartbeat_interval(lease_timeout: float) -> float:
@@ -44,6 +43,7 @@ class Worker:
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY}
         self._db_error = None
+        self.uncertain = False      # a store call failed: do we hold a job we don't know of?
 
     # ------------------------------------------------------------ logging
     def log(self, msg: str, *, always: bool = False) -> None:
@@ -74,6 +74,8 @@ class Worker:
                 if self.orphaned or (self.stop_mode and job is None):
                     break
                 try:
+                    if job is None and self.uncertain:
+                        job = self.adopt()
                     if job is None:
                         job = self.store.claim(self.id, self.cfg["lease_timeout"])
                     if job is None:
@@ -81,14 +83,16 @@ class Worker:
                             self.log("no jobs left (burst): exiting")
                             break
                         due = self.store.next_due_in()
-                        if due == 0:
-                            # A job is due but the claim was refused or lost:
-                            # perhaps we were told to stop; look now.
-                            self._next["stop"] = 0.0
-                        wait = IDLE_WAIT if due is None else min(IDLE_WAIT, max(due, 0.001))
-                        self.store.wait_for_change(wait)
+                        idle = self.store.idle_wait
+                        self.store.wait_for_change(idle if due is None
+                                                   else min(idle, max(due, 0.001)))
+                        # A wake-up (or a due job we could not claim) may mean
+                        # we were told to stop: look now, not at the next tick.
+                        self._next["stop"] = 0.0
                         continue
                 except QueueError as e:
+                    # The claim may have been committed with its reply lost.
+                    self.uncertain = True
                     self._db_trouble(e)
                     time.sleep(1.0)
                     continue
@@ -99,6 +103,17 @@ class Worker:
             self.store.deregister_worker(self.id)
             self.log("stopped")
         return 0
+
+    def adopt(self):
+        """After a store error, find out whether we hold a job whose claim
+        committed but whose reply was lost; run it rather than let it expire."""
+        held = self.store.held_by(self.id)
+        self.uncertain = False
+        if held:
+            self.log(f"job {held[0].id}: claimed before the database connection "
+                     "dropped; running it now", always=True)
+            return held[0]
+        return None
 
     def execute(self, job):
         """Run one claimed job; record the result. Returns the next claimed job, if any."""
@@ -131,9 +146,12 @@ class Worker:
         return nxt
 
     def _record(self, job, outcome, decision, more: bool):
-        """Store the attempt's end, retrying database trouble while the lease
-        lasts; after that the job is left to the lease rescue."""
-        give_up = time.monotonic() + float(self.cfg["lease_timeout"])
+        """Store the attempt's end. Database trouble is retried (the result is
+        never dropped while the job is still ours) until it is recorded, the
+        job turns out to be rescued meanwhile, or the worker is stopped hard
+        or orphaned; then the lease rescue runs the job again."""
+        failed = False
+        pause = 0.1
         while True:
             try:
                 nxt = self.store.finish(job, outcome, decision,
@@ -141,17 +159,35 @@ class Worker:
                 self.log(self._describe(job, outcome, decision))
                 return nxt
             except LeaseLost:
-                self.log(f"job {job.id}: lease lost before the result was recorded; "
-                         "result discarded", always=True)
+                if failed and self._recorded_before(job):
+                    self.log(self._describe(job, outcome, decision)
+                             + " (recorded before the connection dropped)")
+                else:
+                    self.log(f"job {job.id}: lease lost before the result was "
+                             "recorded; result discarded", always=True)
                 return None
             except QueueError as e:
+                failed = True
+                # The next claim, if any, may have committed: look for it.
+                self.uncertain = more
                 self._db_trouble(e)
-                if time.monotonic() > give_up:
+                if self.stop_mode == "hard" or self.orphaned:
                     self.log(f"job {job.id}: could not record the result; the lease "
                              "rescue will retry the job", always=True)
                     return None
-                time.sleep(0.5)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
                 self.housekeeping()
+
+    def _recorded_before(self, job) -> bool:
+        """Did our own earlier attempt to record `job`'s result commit?"""
+        try:
+            last = self.store.history(job.id, limit=1)
+        except QueueError:
+            return False
+        return bool(last) and last[0].get("worker_id") == self.id and \
+            last[0]["attempt"] == job.attempts and \
+            last[0]["event"] in ("completed", "retry_scheduled", "dead")
 
     def _db_trouble(self, e: Exception) -> None:
         if str(e) != self._db_error:

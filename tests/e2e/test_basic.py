@@ -159,6 +159,7 @@ def test_bulk_enqueue_jsonl_array_and_file(cli, tmp_path):
     assert len([e for e in history(cli) if e["event"] == "enqueued"]) == 6
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_persistence_across_processes(cli, tmp_path):
     # Process 1 enqueues; independent later processes see it, run it, report it.
     db = tmp_path / "persist.db"
@@ -179,6 +180,7 @@ def test_persistence_across_processes(cli, tmp_path):
     assert not os.path.exists(cli.db) or cli.json("list") == []
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_db_from_env_and_default_path(cli, tmp_path):
     # $QUEUECTL_DB is used when there is no --db ...
     cli.enqueue(id="viaenv", command="true")
@@ -194,6 +196,7 @@ def test_db_from_env_and_default_path(cli, tmp_path):
     assert [j["id"] for j in cli.json("list")] == ["viaenv"]
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_new_database_file_mode_is_0600(cli):
     old = os.umask(0)        # even a permissive umask must not widen the mode
     try:

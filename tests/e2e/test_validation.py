@@ -205,6 +205,7 @@ def test_config_rejects_unknown_keys_and_bad_values(cli, args):
 
 # ---------------------------------------------------------------- database path
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_missing_database_directory_is_one_line_exit_1(cli, tmp_path):
     missing = tmp_path / "no" / "such" / "dir"
     db = missing / "q.db"
@@ -227,6 +228,7 @@ def _assert_untouched(cli, tmp_path, path):
     assert sorted(os.listdir(path.parent)) == names, "no -wal/-shm/-journal files appear"
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_text_file_as_database_is_untouched(cli, tmp_path):
     d = tmp_path / "text"
     d.mkdir()
@@ -235,6 +237,7 @@ def test_text_file_as_database_is_untouched(cli, tmp_path):
     _assert_untouched(cli, tmp_path, f)
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_binary_garbage_as_database_is_untouched(cli, tmp_path):
     d = tmp_path / "bin"
     d.mkdir()
@@ -243,6 +246,7 @@ def test_binary_garbage_as_database_is_untouched(cli, tmp_path):
     _assert_untouched(cli, tmp_path, f)
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_foreign_sqlite_database_is_untouched(cli, tmp_path):
     d = tmp_path / "foreign"
     d.mkdir()
@@ -255,6 +259,7 @@ def test_foreign_sqlite_database_is_untouched(cli, tmp_path):
     _assert_untouched(cli, tmp_path, f)
 
 
+@pytest.mark.backends("sqlite")   # about database files
 def test_directory_as_database_is_exit_1(cli, tmp_path):
     d = tmp_path / "adir"
     d.mkdir()

@@ -24,8 +24,9 @@ def _common() -> argparse.ArgumentParser:
     # Accepted before or after the command; SUPPRESS keeps a subcommand's
     # absent option from overwriting one given before it.
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH",
-                   help="database (default: $QUEUECTL_DB, else ./queuectl.db)")
+    p.add_argument("--db", default=argparse.SUPPRESS, metavar="URL",
+                   help="database: a file path or postgresql://... "
+                        "(default: $QUEUECTL_DB, else ./queuectl.db)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="print a traceback with any error (for bug reports)")
     return p
@@ -118,6 +119,16 @@ def build_parser() -> Parser:
     p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true", help="retry every dead job")
+
+    cmd("migrate", "create or upgrade the database schema (every command does it "
+        "when needed)", "transfer:migrate")
+    p = cmd("export", "every job, with its state and output, as JSON Lines on stdout",
+            "transfer:export")
+    p.add_argument("--state", metavar="STATE", help="only jobs in this state")
+    p = cmd("import", "add jobs from 'queuectl export' output (all or nothing)",
+            "transfer:import_")
+    p.add_argument("file", nargs="?", default="-", metavar="FILE",
+                   help="JSON Lines file (default '-': standard input)")
 
     c = cmd("config", "read or change settings", None)
     csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=Parser)

@@ -1,13 +1,13 @@
 """The storage seam: the only package that speaks SQL or imports a database driver.
 
 `open_store(url)` picks the backend from the URL: a file path (or
-`sqlite:///path`) is SQLite; PostgreSQL joins as a second backend behind the
-same `Store` interface.
+`sqlite:///path`) is SQLite; `postgresql://` (or `postgres://`) is PostgreSQL,
+which needs the `postgres` extra (psycopg 3).
 """
 
 from __future__ import annotations
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, QueueError
 from queuectl.store.base import Store
 
 __all__ = ["Store", "open_store", "resolve_url"]
@@ -31,7 +31,12 @@ def open_store(url: str, *, clock=None, worker: bool = False, create: bool = Tru
     if not url:
         raise InvalidInput("the database path is empty (--db or QUEUECTL_DB)")
     if url.startswith(("postgresql://", "postgres://")):
-        raise InvalidInput("PostgreSQL databases are not supported yet")
+        try:
+            from queuectl.store.postgres import PostgresStore
+        except ImportError:
+            raise QueueError("PostgreSQL support is not installed: "
+                             "pip install 'queuectl[postgres]'") from None
+        return PostgresStore(url, clock=clock, worker=worker, create=create)
     if url.startswith("sqlite://"):
         url = url[len("sqlite://"):]
         if url.startswith("/") and url[1:2] == "/":

@@ -12,17 +12,79 @@ Rules every implementation follows:
 
 from __future__ import annotations
 
+import json
+import os
 from abc import ABC, abstractmethod
 
+from queuectl.clock import iso
 from queuectl.model import Job, NewJob
+
+# decision.action -> (new state, event)
+ENDINGS = {"complete": ("completed", "completed"),
+           "retry": ("failed", "retry_scheduled"),
+           "bury": ("dead", "dead")}
+
+
+IMPORTED = '{"imported": true}'     # detail of an imported job's first event
+
+
+def ending(decision, job: Job, now: int):
+    """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
+    state, event = ENDINGS[decision.action]
+    if state == "failed":
+        return state, event, now + round(decision.delay * 1000), None
+    return state, event, job.run_at, now
+
+
+def rescue_error(job: Job, seen: int) -> str:
+    """last_error of a job taken back from its worker at time `seen`."""
+    if job.lease_expires_at < seen:
+        return f"lease expired: no heartbeat from worker {job.worker_id}"
+    return f"worker {job.worker_id} exited without finishing the job"
+
+
+def detail_json(**kw) -> "str | None":
+    """An event's detail column: the non-None fields as a JSON object."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return json.dumps(kw) if kw else None
+
+
+def event_dict(job_id, event, attempt, at, worker_id, detail) -> dict:
+    """One events row as `history` shows it."""
+    d = {"job_id": job_id, "event": event, "attempt": attempt, "at": iso(at)}
+    if worker_id:
+        d["worker_id"] = worker_id
+    if detail:
+        d.update(json.loads(detail))
+    return d
+
+
+def migrations(dialect: str) -> list[tuple[int, str]]:
+    """(number, script) for every file in migrations/<dialect>/, in order."""
+    folder = os.path.join(os.path.dirname(__file__), "migrations", dialect)
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".sql"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                out.append((int(name.split("_", 1)[0]), f.read()))
+    return out
 
 
 class Store(ABC):
     """Abstract storage. Method names are the transitions they perform."""
 
+    #: Longest time an idle worker waits in wait_for_change before it looks
+    #: at the queue again anyway (a backend that wakes it reliably can wait longer).
+    idle_wait = 0.5
+
     # ------------------------------------------------------------ lifecycle
     @abstractmethod
     def close(self) -> None: ...
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Bring the schema up to date (opening a store already does);
+        returns the schema version."""
 
     def __enter__(self):
         return self
@@ -63,6 +125,12 @@ class Store(ABC):
         the worker no longer holds `job_id` (it was rescued meanwhile)."""
 
     @abstractmethod
+    def held_by(self, worker_id: str) -> list[Job]:
+        """Jobs `processing` under `worker_id`: after a connection error a
+        worker asks what it holds, so a claim whose reply was lost is run,
+        not left to expire."""
+
+    @abstractmethod
     def rescue_expired(self, decide) -> list[Job]:
         """Jobs `processing` whose lease has expired (or whose worker is gone)
         count a failed attempt: event `lease_expired`, then `decide(job)` (a
@@ -78,7 +146,17 @@ class Store(ABC):
     def dlq_retry_all(self) -> int:
         """Every dead job back to pending; returns how many."""
 
+    @abstractmethod
+    def import_jobs(self, jobs: list[Job]) -> None:
+        """Insert exported jobs with their state, attempts, times and output
+        (event `enqueued` with detail `imported`), all or nothing; times that
+        are None become now. DuplicateJob if any id exists already."""
+
     # ------------------------------------------------------------ jobs: reads
+    @abstractmethod
+    def export_jobs(self, batch: int = 1000):
+        """Every job with its output, in enqueue order (an iterator)."""
+
     @abstractmethod
     def get_job(self, job_id: str, with_output: bool = False) -> Job:
         """The job, or NotFound."""

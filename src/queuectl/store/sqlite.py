@@ -18,7 +18,7 @@ from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
 from queuectl.model import STATES, Job, NewJob
-from queuectl.store.base import Store
+from queuectl.store.base import IMPORTED, Store, detail_json, ending, event_dict, migrations, rescue_error
 
 APP = "queuectl"
 SCHEMA_VERSION = 1
@@ -34,6 +34,10 @@ JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeou
 SQL_INSERT_JOB = (
     "INSERT INTO jobs (id, command, max_retries, priority, run_at, timeout, "
     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQL_IMPORT_JOB = (
+    "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout, "
+    "created_at, updated_at, started_at, finished_at, exit_code, last_error, output, "
+    "output_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_INSERT_EVENT = (
     "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)")
@@ -60,27 +64,17 @@ SQL_RESCUE = (
     "exit_code = NULL, last_error = ?, lease_expires_at = NULL "
     "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = ?")
 
-# decision.action -> (new state, event)
-ENDINGS = {"complete": ("completed", "completed"),
-           "retry": ("failed", "retry_scheduled"),
-           "bury": ("dead", "dead")}
-
-
-def _ending(decision, job: Job, now: int):
-    """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
-    state, event = ENDINGS[decision.action]
-    if state == "failed":
-        return state, event, now + round(decision.delay * 1000), None
-    return state, event, job.run_at, now
+def _import_row(j: Job, now: int) -> tuple:
+    return (j.id, j.command, j.state, j.attempts, j.max_retries, j.priority,
+            now if j.run_at is None else j.run_at, j.timeout,
+            now if j.created_at is None else j.created_at,
+            now if j.updated_at is None else j.updated_at, j.started_at,
+            now if j.finished_at is None and j.state in ("completed", "dead") else j.finished_at,
+            j.exit_code, j.last_error, j.output, int(bool(j.output_truncated)))
 
 
 class _Duplicate(Exception):
     """An enqueue hit an existing id (raised inside the transaction)."""
-
-
-def _detail(**kw) -> "str | None":
-    kw = {k: v for k, v in kw.items() if v is not None}
-    return json.dumps(kw) if kw else None
 
 
 class SQLiteStore(Store):
@@ -170,6 +164,14 @@ class SQLiteStore(Store):
                              f"queuectl understands ({SCHEMA_VERSION}); upgrade queuectl")
         return version
 
+    def migrate(self) -> int:
+        try:
+            if self._retry_busy(self._schema_version) != SCHEMA_VERSION:
+                self._migrate()
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+        return SCHEMA_VERSION
+
     def _migrate(self) -> None:
         c = self.conn
         if self._read("PRAGMA journal_mode")[0][0].lower() != "wal":
@@ -177,7 +179,7 @@ class SQLiteStore(Store):
         self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         try:
             version = self._schema_version()        # again, now under the write lock
-            for number, script in _migrations():
+            for number, script in migrations("sqlite"):
                 if number > version:
                     for stmt in _statements(script):
                         c.execute(stmt)
@@ -275,6 +277,33 @@ class SQLiteStore(Store):
         except _Duplicate:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
 
+    def import_jobs(self, jobs: list[Job]) -> None:
+        try:
+            with self._write() as (c, now):
+                try:
+                    c.executemany(SQL_IMPORT_JOB, [_import_row(j, now) for j in jobs])
+                except sqlite3.IntegrityError as e:
+                    if "UNIQUE" not in str(e):
+                        raise
+                    raise _Duplicate from None
+                c.executemany(SQL_INSERT_EVENT, [(j.id, "enqueued", j.attempts, now, None,
+                                                  IMPORTED) for j in jobs])
+        except _Duplicate:
+            raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+
+    def export_jobs(self, batch: int = 1000):
+        last = 0
+        while True:
+            rows = self._read(f"SELECT seq, {JOB_COLS}, output, output_truncated FROM jobs "
+                              "WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch))
+            for row in rows:
+                job = Job(*row[1:])
+                job.output_truncated = bool(job.output_truncated)
+                yield job
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
     def _first_duplicate(self, ids: list[str]) -> str:
         """The first id that exists already, else the first repeated in `ids`."""
         for i in range(0, len(ids), 500):
@@ -318,7 +347,7 @@ class SQLiteStore(Store):
 
     def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None):
         with self._write() as (c, now):
-            state, event, run_at, finished = _ending(decision, job, now)
+            state, event, run_at, finished = ending(decision, job, now)
             error = None if state == "completed" else outcome.error
             cur = c.execute(SQL_FINISH, (
                 state, now, finished, run_at, outcome.exit_code, error,
@@ -327,7 +356,7 @@ class SQLiteStore(Store):
                 raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
             c.execute(SQL_INSERT_EVENT, (
                 job.id, event, job.attempts, now, job.worker_id,
-                _detail(exit_code=outcome.exit_code, error=error,
+                detail_json(exit_code=outcome.exit_code, error=error,
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
             if next_lease is not None:
@@ -350,6 +379,11 @@ class SQLiteStore(Store):
                 "AND worker_id = ?", (now + lease, job_id, worker_id))
             return cur.rowcount == 1
 
+    def held_by(self, worker_id: str) -> list[Job]:
+        rows = self._read(f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' "
+                          "AND worker_id = ? ORDER BY started_at", (worker_id,))
+        return [Job(*r) for r in rows]
+
     def rescue_expired(self, decide) -> list[Job]:
         # Expiry is judged at the time we *started* to look, so time spent
         # waiting for the write lock (while the job's worker may be waiting
@@ -371,20 +405,17 @@ class SQLiteStore(Store):
             c.execute("DELETE FROM workers WHERE expires_at < ?", (forget,))
             for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
                 job = Job(*row)
-                state, event, run_at, finished = _ending(decide(job), job, now)
-                if job.lease_expires_at < seen:
-                    error = f"lease expired: no heartbeat from worker {job.worker_id}"
-                else:
-                    error = f"worker {job.worker_id} exited without finishing the job"
+                state, event, run_at, finished = ending(decide(job), job, now)
+                error = rescue_error(job, seen)
                 cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
                                              job.id, job.worker_id, job.attempts))
                 if cur.rowcount != 1:
                     continue
                 c.execute(SQL_INSERT_EVENT, (job.id, "lease_expired", job.attempts, now,
-                                             job.worker_id, _detail(error=error)))
+                                             job.worker_id, detail_json(error=error)))
                 c.execute(SQL_INSERT_EVENT, (
                     job.id, event, job.attempts, now, None,
-                    _detail(error=error, run_at=iso(run_at) if state == "failed" else None)))
+                    detail_json(error=error, run_at=iso(run_at) if state == "failed" else None)))
                 job.state, job.run_at, job.last_error = state, run_at, error
                 rescued.append(job)
         return rescued
@@ -436,15 +467,7 @@ class SQLiteStore(Store):
         rows = self._read(
             f"SELECT job_id, event, attempt, at, worker_id, detail FROM events {where} "
             "ORDER BY seq DESC LIMIT ?", params + [limit if limit > 0 else -1])
-        out = []
-        for job, event, attempt, at, worker, detail in reversed(rows):
-            d = {"job_id": job, "event": event, "attempt": attempt, "at": iso(at)}
-            if worker:
-                d["worker_id"] = worker
-            if detail:
-                d.update(json.loads(detail))
-            out.append(d)
-        return out
+        return [event_dict(*row) for row in reversed(rows)]
 
     def has_unfinished(self) -> bool:
         return bool(self._read(
@@ -517,17 +540,6 @@ class SQLiteStore(Store):
         with self._write() as (c, _):
             c.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)",
                       (key, json.dumps(value)))
-
-
-def _migrations() -> list[tuple[int, str]]:
-    """(number, script) for every file in migrations/sqlite/, in order."""
-    folder = os.path.join(os.path.dirname(__file__), "migrations", "sqlite")
-    out = []
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".sql"):
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                out.append((int(name.split("_", 1)[0]), f.read()))
-    return out
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,66 @@
+"""Schema and data moves: migrate, export, import."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from queuectl.cli.jobs import _read_input, _store
+from queuectl.errors import InvalidInput
+from queuectl.model import MAX_BATCH, STATES, decode_json, parse_exported
+from queuectl.store import resolve_url
+
+
+def migrate(args) -> int:
+    with _store(args, create=True) as store:
+        version = store.migrate()
+    print(f"schema version {version}: {_where(resolve_url(getattr(args, 'db', None)))}")
+    return 0
+
+
+def _where(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        from queuectl.store.postgres import describe_url
+        return describe_url(url)
+    return url
+
+
+def export(args) -> int:
+    if args.state is not None and args.state not in STATES:
+        raise InvalidInput(f"invalid state {args.state!r} (choose from {', '.join(STATES)})")
+    n = 0
+    with _store(args) as store:
+        out = sys.stdout
+        for job in store.export_jobs():
+            if args.state is None or job.state == args.state:
+                d = job.to_dict(with_output=True)
+                del d["worker_id"], d["lease_expires_at"]
+                out.write(json.dumps(d, ensure_ascii=False) + "\n")
+                n += 1
+    print(f"exported {n} jobs", file=sys.stderr)
+    return 0
+
+
+def import_(args) -> int:
+    if args.file == "-":
+        args.file = None
+    text = _read_input(args)
+    jobs, seen = [], {}
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            job = parse_exported(decode_json(line.rstrip("\r")))
+        except InvalidInput as e:
+            raise InvalidInput(f"line {n}: {e}") from None
+        if job.id in seen:
+            raise InvalidInput(f"line {n}: duplicate id {job.id!r} (also line {seen[job.id]})")
+        seen[job.id] = n
+        jobs.append(job)
+    if len(jobs) > MAX_BATCH * 10:
+        raise InvalidInput(f"{len(jobs)} jobs in one import; the limit is {MAX_BATCH * 10}")
+    with _store(args, create=True) as store:
+        if jobs:
+            store.import_jobs(jobs)
+    print(f"imported {len(jobs)} jobs")
+    return 0

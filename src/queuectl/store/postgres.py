@@ -1,0 +1,668 @@
+"""The PostgreSQL backend: workers on many hosts sharing one database.
+
+Every operation a worker repeats is one statement in autocommit mode (a
+data-modifying CTE changes the job and appends its event atomically), so a
+job costs two round trips: finish, then claim. The claim takes the best ready
+row with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait for each
+other or take the same job. All times come from the database server's clock
+(`now()`), never from a host's, unless a test injects a clock. Idle workers
+sleep on LISTEN until an enqueue, a retry, a rescue or a stop request sends a
+NOTIFY, and poll as a fallback.
+
+A connection that breaks is reopened on the next call, with backoff; the
+error in between is a `StoreError` the worker reports and retries.
+
+All PostgreSQL SQL lives in this module and in migrations/postgres/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from queuectl import config as cfgmod
+from queuectl.clock import iso
+from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
+                             StoreError)
+from queuectl.model import STATES, Job, NewJob
+from queuectl.store.base import IMPORTED, Store, ending, event_dict, migrations, rescue_error
+
+APP = "queuectl"
+SCHEMA_VERSION = 1
+MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
+STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
+RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
+
+# The database's clock in epoch ms; a test's FakeClock replaces it through %(now)s.
+NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
+
+
+def _iso_sql(expr: str) -> str:
+    """SQL rendering epoch ms `expr` like clock.iso()."""
+    return (f"to_char(to_timestamp(({expr}) / 1000.0) AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+
+
+JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
+            "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
+            "worker_id, lease_expires_at")
+J_COLS = ", ".join("j." + c.strip() for c in JOB_COLS.split(","))
+
+SQL_ENQUEUE = f"""
+WITH clock AS (SELECT {NOW} AS n),
+new AS (
+    INSERT INTO queuectl_jobs (id, command, max_retries, priority, run_at, timeout,
+                               created_at, updated_at)
+    SELECT u.id, u.command, u.max_retries, u.priority, COALESCE(u.run_at, clock.n + u.delay),
+           u.timeout, clock.n, clock.n
+    FROM unnest(%(ids)s::text[], %(commands)s::text[], %(max_retries)s::bigint[],
+                %(priorities)s::bigint[], %(run_ats)s::bigint[], %(delays)s::bigint[],
+                %(timeouts)s::float8[])
+         WITH ORDINALITY AS u(id, command, max_retries, priority, run_at, delay, timeout, ord),
+         clock
+    ORDER BY u.ord
+    RETURNING id, created_at),
+ev AS (
+    INSERT INTO queuectl_events (job_id, event, attempt, at)
+    SELECT id, 'enqueued', 0, created_at FROM new)
+SELECT pg_notify(%(channel)s, 'enqueued')
+"""
+
+SQL_CLAIM = f"""
+WITH me AS (
+    SELECT 1 FROM queuectl_workers WHERE id = %(worker)s::text AND NOT stop_requested),
+next AS (
+    SELECT seq FROM queuectl_jobs
+    WHERE state IN ('pending', 'failed') AND run_at <= {NOW} AND EXISTS (SELECT 1 FROM me)
+    ORDER BY priority DESC, run_at, seq
+    LIMIT 1 FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE queuectl_jobs j
+    SET state = 'processing', attempts = j.attempts + 1, worker_id = %(worker)s::text,
+        started_at = {NOW}, updated_at = {NOW}, lease_expires_at = {NOW} + %(lease)s::bigint,
+        finished_at = NULL, output = NULL, output_truncated = false
+    FROM next WHERE j.seq = next.seq AND j.state IN ('pending', 'failed')
+    RETURNING {J_COLS}),
+ev AS (
+    INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id)
+    SELECT id, 'processing', attempts, started_at, worker_id FROM claimed)
+SELECT * FROM claimed
+"""
+
+SQL_FINISH = f"""
+WITH done AS (
+    UPDATE queuectl_jobs
+    SET state = %(state)s::text, updated_at = {NOW},
+        finished_at = CASE WHEN %(state)s::text = 'failed' THEN NULL ELSE {NOW} END,
+        run_at = CASE WHEN %(state)s::text = 'failed' THEN {NOW} + %(delay)s::bigint
+                      ELSE run_at END,
+        exit_code = %(exit_code)s::bigint, last_error = %(error)s::text,
+        lease_expires_at = NULL, output = %(output)s::text,
+        output_truncated = %(truncated)s::boolean
+    WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+    RETURNING id, attempts, updated_at, run_at)
+INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
+SELECT id, %(event)s::text, attempts, updated_at, %(worker)s::text,
+       json_strip_nulls(json_build_object(
+           'exit_code', %(exit_code)s::bigint, 'error', %(error)s::text,
+           'duration', %(duration)s::float8,
+           'run_at', CASE WHEN %(state)s::text = 'failed' THEN {_iso_sql('run_at')} END))::text
+FROM done
+"""
+
+SQL_EXPIRED = f"""
+SELECT {JOB_COLS} FROM queuectl_jobs j
+WHERE state = 'processing' AND (lease_expires_at < %(seen)s::bigint
+      OR NOT EXISTS (SELECT 1 FROM queuectl_workers w WHERE w.id = j.worker_id))
+ORDER BY lease_expires_at LIMIT 200
+"""
+
+SQL_RESCUE = """
+WITH r AS (
+    UPDATE queuectl_jobs
+    SET state = %(state)s::text, updated_at = %(now)s::bigint,
+        finished_at = %(finished)s::bigint, run_at = %(run_at)s::bigint, exit_code = NULL,
+        last_error = %(error)s::text, lease_expires_at = NULL
+    WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+          AND attempts = %(attempts)s::bigint
+    RETURNING id, attempts)
+INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
+SELECT id, 'lease_expired', attempts, %(now)s::bigint, %(worker)s::text, %(detail1)s::text
+FROM r
+UNION ALL
+SELECT id, %(event)s::text, attempts, %(now)s::bigint, NULL, %(detail2)s::text FROM r
+"""
+
+SQL_HEARTBEAT_WORKER = f"""
+INSERT INTO queuectl_workers (id, host, pid, started_at, heartbeat_at, expires_at)
+VALUES (%(worker)s::text, %(host)s::text, %(pid)s::bigint, %(started)s::bigint, {NOW},
+        {NOW} + %(lease)s::bigint)
+ON CONFLICT (id) DO UPDATE
+SET heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at
+"""
+
+SQL_HEARTBEAT_JOB = f"""
+UPDATE queuectl_jobs SET lease_expires_at = {NOW} + %(lease)s::bigint
+WHERE id = %(job)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+"""
+
+SQL_DLQ_RETRY = f"""
+WITH r AS (
+    UPDATE queuectl_jobs
+    SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
+        finished_at = NULL
+    WHERE state = 'dead' AND (%(id)s::text IS NULL OR id = %(id)s::text)
+    RETURNING id, updated_at)
+INSERT INTO queuectl_events (job_id, event, attempt, at)
+SELECT id, 'dlq_retry', 0, updated_at FROM r
+"""
+
+
+def _text(value: "str | None") -> "str | None":
+    """PostgreSQL text cannot hold NUL characters; a command's output can."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")
+
+
+def describe_url(url: str) -> str:
+    """host:port/dbname of a PostgreSQL URL, for messages (never the password)."""
+    try:
+        d = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL"
+    host = d.get("host") or "localhost"
+    port = d.get("port") or "5432"
+    return f"postgresql://{host}:{port}/{d.get('dbname') or d.get('user') or ''}"
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+    for prefix in ("connection failed: ", "FATAL: "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return " ".join(text.split()) or type(e).__name__
+
+
+class PostgresStore(Store):
+    idle_wait = 5.0     # NOTIFY wakes idle workers; polling is only the fallback
+    def __init__(self, url: str, *, clock=None, worker: bool = False, create: bool = True):
+        self.url = url
+        self.where = describe_url(url)
+        self.clock = clock               # None: the database's clock
+        self.worker = worker
+        self.create = create
+        self.temporary = False           # reading a database that has no queue yet
+        self._identity: "tuple | None" = None     # (worker id, host, pid, started)
+        self._listening = False
+        self._pause = 0.0                # current reconnection backoff (s)
+        self._retry_at = 0.0
+        self._last_error = ""
+        try:
+            self._params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as e:
+            raise InvalidInput(f"invalid PostgreSQL URL: {_one_line(e)}") from None
+        # Fail fast on a dead host, and notice a cut network within ~25 s.
+        for key, value in (("connect_timeout", 10), ("keepalives", 1),
+                           ("keepalives_idle", 10), ("keepalives_interval", 5),
+                           ("keepalives_count", 3)):
+            self._params.setdefault(key, value)
+        self._params.setdefault("application_name", "queuectl worker" if worker else "queuectl")
+        self.conn = None
+        self._open()
+        self.channel = self._channel_name()
+        version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            if version == 0 and not create:
+                self._use_temporary_schema()
+            else:
+                self.migrate()
+
+    # ------------------------------------------------------------ connection
+    def _open(self) -> None:
+        try:
+            conn = psycopg.connect(make_conninfo(**self._params), autocommit=True)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot connect to {self.where}: {_one_line(e)}") from None
+        try:
+            if self.worker:
+                # Worker state changes may be lost in a server crash: the
+                # lease rescue runs such a job again (docs/ARCHITECTURE.md).
+                conn.execute("SET synchronous_commit = off")
+            if self.temporary:
+                conn.execute("SET search_path = pg_temp")
+            if self._identity is not None:
+                conn.execute("SELECT set_config('application_name', %s, false)",
+                             (f"queuectl worker {self._identity[0]}"[:63],))
+        except psycopg.Error as e:
+            conn.close()
+            raise StoreError(f"{self.where}: {_one_line(e)}") from None
+        self.conn = conn
+        self._listening = False
+
+    def _ensure(self):
+        """The open connection, reopened (with backoff) if it broke."""
+        conn = self.conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreError(f"{self._last_error} (reconnecting in "
+                             f"{self._retry_at - now:.1f}s)")
+        if conn is not None:
+            conn.close()
+            self.conn = None
+        try:
+            self._open()
+            if self.temporary:
+                self._use_temporary_schema()
+        except StoreError as e:
+            self._pause = min(max(self._pause * 2, 0.1), RECONNECT_MAX)
+            self._retry_at = time.monotonic() + self._pause
+            self._last_error = str(e)
+            raise
+        self._pause = 0.0
+        return self.conn
+
+    def _fail(self, e: Exception) -> StoreError:
+        """Translate a driver error; a broken connection is reopened next call."""
+        if self.conn is not None and (self.conn.broken or self.conn.closed):
+            self._last_error = f"lost connection to {self.where}: {_one_line(e)}"
+            return StoreError(self._last_error)
+        if isinstance(e, psycopg.errors.DiskFull):
+            return StoreError(f"{self.where}: the database server's disk is full")
+        if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
+            return StoreError(f"{self.where} is read-only (a standby?)")
+        return StoreError(f"{self.where}: {_one_line(e)}")
+
+    def _x(self, query, params=None):
+        """Execute one statement (autocommit) and return its cursor."""
+        conn = self._ensure()
+        try:
+            return conn.execute(query, params)
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def _rows(self, query, params=None) -> list:
+        conn = self._ensure()
+        try:
+            return conn.execute(query, params).fetchall()
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    @contextmanager
+    def _tx(self):
+        """A transaction; yields (connection, now in epoch ms)."""
+        conn = self._ensure()
+        try:
+            with conn.transaction():
+                (now,) = conn.execute(f"SELECT {NOW}", self._p()).fetchone()
+                yield conn, now
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def _p(self, **params) -> dict:
+        params["now"] = self.clock.now_ms() if self.clock is not None else None
+        return params
+
+    def _notify(self, what: str) -> None:
+        self._x("SELECT pg_notify(%s, %s)", (self.channel, what))
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    # ------------------------------------------------------------ schema
+    def _channel_name(self) -> str:
+        (schema,) = self._rows("SELECT current_schema()")[0]
+        return f"queuectl_{schema or 'public'}"[:63]
+
+    def _schema_version(self) -> int:
+        """0 if this schema has no queue yet; refuses foreign or newer ones."""
+        (found,) = self._rows("SELECT to_regclass('queuectl_meta') IS NOT NULL")[0]
+        if not found:
+            return 0
+        meta = dict(self._rows(
+            "SELECT key, value FROM queuectl_meta WHERE key IN ('app', 'schema_version')"))
+        if meta.get("app") != APP:
+            raise StoreError(f"{self.where}: table queuectl_meta does not belong to "
+                             "queuectl; refusing to touch it")
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.where} has schema version {version}, newer than this "
+                             f"queuectl understands ({SCHEMA_VERSION}); upgrade queuectl")
+        return version
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the version. Safe to race:
+        concurrent callers queue on an advisory lock and re-read the version."""
+        conn = self._ensure()
+        try:
+            # A session lock taken *before* the transaction: a transaction that
+            # began before the winner committed would not see its tables.
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                with conn.transaction():
+                    version = self._schema_version()
+                    for number, script in migrations("postgres"):
+                        if number > version:
+                            conn.execute(script)
+                    conn.execute(
+                        "INSERT INTO queuectl_meta (key, value) VALUES ('app', %s), "
+                        "('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = "
+                        "EXCLUDED.value", (APP, str(SCHEMA_VERSION)))
+            finally:
+                if not conn.broken:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+        return SCHEMA_VERSION
+
+    def _use_temporary_schema(self) -> None:
+        """A read-only command on a database without a queue reads an empty,
+        session-private copy of the schema instead of creating tables."""
+        self.temporary = True
+        conn = self._ensure()
+        try:
+            conn.execute("SET search_path = pg_temp")
+            (found,) = conn.execute("SELECT to_regclass('queuectl_meta') IS NOT NULL").fetchone()
+            if not found:
+                with conn.transaction():
+                    for _, script in migrations("postgres"):
+                        conn.execute(script)
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    # ------------------------------------------------------------ jobs: writes
+    def enqueue(self, jobs: list[NewJob]) -> None:
+        params = self._p(
+            ids=[j.id for j in jobs], commands=[_text(j.command) for j in jobs],
+            max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
+            run_ats=[j.run_at for j in jobs], delays=[round(j.delay * 1000) for j in jobs],
+            timeouts=[float(j.timeout) for j in jobs], channel=self.channel)
+        conn = self._ensure()
+        try:
+            conn.execute(SQL_ENQUEUE, params)
+        except psycopg.errors.UniqueViolation:
+            raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def import_jobs(self, jobs: list[Job]) -> None:
+        cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
+                "timeout", "created_at", "updated_at", "started_at", "finished_at",
+                "exit_code", "last_error", "output", "output_truncated")
+        rows = [[_text(getattr(j, c)) if isinstance(getattr(j, c), str) else getattr(j, c)
+                 for c in cols] for j in jobs]
+        conn = self._ensure()
+        try:
+            with conn.transaction():
+                (now,) = conn.execute(f"SELECT {NOW}", self._p()).fetchone()
+                for r in rows:
+                    for i in (6, 8, 9):         # run_at, created_at, updated_at
+                        if r[i] is None:
+                            r[i] = now
+                    if r[11] is None and r[2] in ("completed", "dead"):
+                        r[11] = now             # finished_at of a terminal job
+                    r[15] = bool(r[15])
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO queuectl_jobs ({', '.join(cols)}) VALUES "
+                        f"({', '.join(['%s'] * len(cols))})", rows)
+                    cur.executemany(
+                        "INSERT INTO queuectl_events (job_id, event, attempt, at, detail) "
+                        "VALUES (%s, 'enqueued', %s, %s, %s)",
+                        [(j.id, j.attempts, now, IMPORTED) for j in jobs])
+                conn.execute("SELECT pg_notify(%s, 'enqueued')", (self.channel,))
+        except psycopg.errors.UniqueViolation:
+            raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def export_jobs(self, batch: int = 1000):
+        last = 0
+        while True:
+            rows = self._rows(f"SELECT seq, {JOB_COLS}, output, output_truncated "
+                              "FROM queuectl_jobs WHERE seq > %s ORDER BY seq LIMIT %s",
+                              (last, batch))
+            for row in rows:
+                yield Job(*row[1:])
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def _first_duplicate(self, ids: list[str]) -> str:
+        """The first id that exists already, else the first repeated in `ids`."""
+        found = {r[0] for r in self._rows(
+            "SELECT id FROM queuectl_jobs WHERE id = ANY(%s::text[])", (ids,))}
+        seen = set()
+        for job_id in ids:
+            if job_id in found:
+                return job_id
+        for job_id in ids:
+            if job_id in seen:
+                return job_id
+            seen.add(job_id)
+        return ids[0]
+
+    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
+        rows = self._rows(SQL_CLAIM, self._p(worker=worker_id,
+                                             lease=round(lease_timeout * 1000)))
+        return Job(*rows[0]) if rows else None
+
+    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None):
+        state, event, _, _ = ending(decision, job, 0)
+        error = None if state == "completed" else _text(outcome.error)
+        cur = self._x(SQL_FINISH, self._p(
+            state=state, event=event, delay=round(decision.delay * 1000),
+            exit_code=outcome.exit_code, error=error, output=_text(outcome.output) or None,
+            truncated=bool(outcome.truncated), id=job.id, worker=job.worker_id,
+            duration=round(outcome.duration, 3)))
+        if cur.rowcount != 1:
+            raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
+        if state == "failed":
+            self._notify("retry")          # idle workers recompute when to look next
+        if next_lease is not None:
+            return self.claim(job.worker_id, next_lease)
+        return None
+
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+        lease = round(lease_timeout * 1000)
+        if self._identity is not None and self._identity[0] == worker_id:
+            # An upsert: a row swept as stale while we were frozen comes back.
+            _, host, pid, started = self._identity
+            self._x(SQL_HEARTBEAT_WORKER, self._p(worker=worker_id, host=host, pid=pid,
+                                                  started=started, lease=lease))
+        else:
+            self._x(f"UPDATE queuectl_workers SET heartbeat_at = {NOW}, expires_at = {NOW} + "
+                    "%(lease)s::bigint WHERE id = %(worker)s::text",
+                    self._p(worker=worker_id, lease=lease))
+        self._drain_notifies()
+        if job_id is None:
+            return True
+        cur = self._x(SQL_HEARTBEAT_JOB, self._p(job=job_id, worker=worker_id, lease=lease))
+        return cur.rowcount == 1
+
+    def held_by(self, worker_id: str) -> list[Job]:
+        rows = self._rows(f"SELECT {JOB_COLS} FROM queuectl_jobs WHERE state = 'processing' "
+                          "AND worker_id = %s ORDER BY started_at", (worker_id,))
+        return [Job(*r) for r in rows]
+
+    def rescue_expired(self, decide) -> list[Job]:
+        (seen,) = self._rows(f"SELECT {NOW}", self._p())[0]
+        forget = seen - STALE_WORKER_TTL
+        (due,) = self._rows(
+            f"SELECT EXISTS ({SQL_EXPIRED}) OR EXISTS (SELECT 1 FROM queuectl_workers "
+            "WHERE expires_at < %(forget)s::bigint)", {"seen": seen, "forget": forget})[0]
+        if not due:
+            return []
+        rescued = []
+        with self._tx() as (c, now):
+            # Rows of dead workers are kept a while (they still say which
+            # workers were asked to stop), then forgotten.
+            c.execute("DELETE FROM queuectl_workers WHERE expires_at < %s", (forget,))
+            rows = c.execute(SQL_EXPIRED + " FOR UPDATE SKIP LOCKED", {"seen": seen}).fetchall()
+            for row in rows:
+                job = Job(*row)
+                state, event, run_at, finished = ending(decide(job), job, now)
+                error = rescue_error(job, seen)
+                cur = c.execute(SQL_RESCUE, {
+                    "state": state, "now": now, "finished": finished, "run_at": run_at,
+                    "error": error, "id": job.id, "worker": job.worker_id,
+                    "attempts": job.attempts, "event": event,
+                    "detail1": json.dumps({"error": error}),
+                    "detail2": json.dumps({"error": error, "run_at": iso(run_at)}
+                                          if state == "failed" else {"error": error})})
+                if cur.rowcount != 2:
+                    continue
+                job.state, job.run_at, job.last_error = state, run_at, error
+                rescued.append(job)
+        if rescued:
+            self._notify("rescued")
+        return rescued
+
+    def dlq_retry(self, job_id: str) -> None:
+        cur = self._x(SQL_DLQ_RETRY, self._p(id=job_id))
+        if cur.rowcount != 1:
+            rows = self._rows("SELECT state FROM queuectl_jobs WHERE id = %s", (job_id,))
+            if not rows:
+                raise NotFound(f"job {job_id} not found")
+            raise Conflict(f"job {job_id} is not in the DLQ (state: {rows[0][0]})")
+        self._notify("dlq_retry")
+
+    def dlq_retry_all(self) -> int:
+        n = self._x(SQL_DLQ_RETRY, self._p(id=None)).rowcount
+        if n:
+            self._notify("dlq_retry")
+        return n
+
+    # ------------------------------------------------------------ jobs: reads
+    def get_job(self, job_id: str, with_output: bool = False) -> Job:
+        cols = JOB_COLS + (", output, output_truncated" if with_output else "")
+        rows = self._rows(f"SELECT {cols} FROM queuectl_jobs WHERE id = %s", (job_id,))
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        return Job(*rows[0])
+
+    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
+        rows = self._rows(
+            f"SELECT {JOB_COLS} FROM queuectl_jobs "
+            "WHERE %(state)s::text IS NULL OR state = %(state)s::text "
+            "ORDER BY seq LIMIT %(limit)s",
+            {"state": state, "limit": limit if limit > 0 else None})
+        return [Job(*r) for r in rows]
+
+    def counts(self) -> dict:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self._rows("SELECT state, count(*) FROM queuectl_jobs GROUP BY state"))
+        return counts
+
+    def history(self, job_id: "str | None" = None, limit: int = 0) -> list[dict]:
+        rows = self._rows(
+            "SELECT job_id, event, attempt, at, worker_id, detail FROM queuectl_events "
+            "WHERE %(job)s::text IS NULL OR job_id = %(job)s::text "
+            "ORDER BY seq DESC LIMIT %(limit)s",
+            {"job": job_id, "limit": limit if limit > 0 else None})
+        return [event_dict(*row) for row in reversed(rows)]
+
+    def has_unfinished(self) -> bool:
+        return bool(self._rows(
+            "SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed', 'processing') "
+            "LIMIT 1"))
+
+    def next_due_in(self) -> "float | None":
+        (wait,) = self._rows(
+            f"SELECT min(run_at) - {NOW} FROM queuectl_jobs "
+            "WHERE state IN ('pending', 'failed')", self._p())[0]
+        if wait is None:
+            return None
+        return max(0.0, wait / 1000)
+
+    def wait_for_change(self, timeout: float) -> None:
+        conn = self._ensure()
+        try:
+            if not self._listening:
+                conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.channel)))
+                self._listening = True
+            # Anything that arrived while we were busy wakes us at once.
+            woke = False
+            for _ in conn.notifies(timeout=0):
+                woke = True
+            if not woke:
+                for _ in conn.notifies(timeout=max(0.0, timeout), stop_after=1):
+                    break
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def _drain_notifies(self) -> None:
+        """Drop wake-ups queued while a job ran (they would pile up in memory)."""
+        if self._listening and self.conn is not None:
+            try:
+                for _ in self.conn.notifies(timeout=0):
+                    pass
+            except psycopg.Error as e:
+                raise self._fail(e) from None
+
+    # ------------------------------------------------------------ workers
+    def register_worker(self, worker_id: str, host: str, pid: int,
+                        lease_timeout: float) -> None:
+        conn = self._ensure()
+        try:
+            conn.execute("SELECT set_config('application_name', %s, false)",
+                         (f"queuectl worker {worker_id}"[:63],))
+            (now,) = conn.execute(
+                f"INSERT INTO queuectl_workers (id, host, pid, started_at, heartbeat_at, "
+                f"expires_at) VALUES (%(worker)s, %(host)s, %(pid)s, {NOW}, {NOW}, "
+                f"{NOW} + %(lease)s::bigint) RETURNING started_at",
+                self._p(worker=worker_id, host=host, pid=pid,
+                        lease=round(lease_timeout * 1000))).fetchone()
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+        self._identity = (worker_id, host, pid, now)
+
+    def deregister_worker(self, worker_id: str) -> None:
+        self._identity = None
+        self._x("DELETE FROM queuectl_workers WHERE id = %s", (worker_id,))
+        self._notify("worker_left")     # its job, if any, can be rescued now
+
+    def stop_requested(self, worker_id: str) -> bool:
+        rows = self._rows("SELECT stop_requested FROM queuectl_workers WHERE id = %s",
+                          (worker_id,))
+        return bool(rows and rows[0][0])
+
+    def request_stop(self) -> list[str]:
+        rows = self._rows(
+            f"UPDATE queuectl_workers SET stop_requested = true "
+            f"WHERE expires_at >= {NOW} RETURNING id, started_at", self._p())
+        if rows:
+            self._notify("stop")
+        return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[0]))]
+
+    def active_workers(self) -> list[dict]:
+        rows = self._rows(
+            f"SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.stop_requested, "
+            "(SELECT j.id FROM queuectl_jobs j WHERE j.state = 'processing' "
+            f" AND j.worker_id = w.id LIMIT 1), {NOW} "
+            f"FROM queuectl_workers w WHERE w.expires_at >= {NOW} "
+            "ORDER BY w.started_at, w.id", self._p())
+        return [{"id": r[0], "host": r[1], "pid": r[2], "started_at": iso(r[3]),
+                 "heartbeat_at": iso(r[4]), "heartbeat_age": round((r[7] - r[4]) / 1000, 3),
+                 "stopping": bool(r[5]), "job_id": r[6]} for r in rows]
+
+    # ------------------------------------------------------------ config
+    def config(self) -> dict:
+        values = cfgmod.defaults()
+        for key, raw in self._rows("SELECT key, value FROM queuectl_config"):
+            if key in values:
+                values[key] = json.loads(raw)
+        return values
+
+    def config_set(self, key: str, value) -> None:
+        self._x("INSERT INTO queuectl_config (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (key, json.dumps(value)))
