@@ -164,9 +164,10 @@ class CLI:
     def job(self, job_id: str) -> dict:
         return self.json("show", job_id)
 
-    def start(self, *args, stderr=None) -> subprocess.Popen:
-        """Start `queuectl worker start ARGS` in the background."""
-        p = subprocess.Popen(QUEUECTL + ["worker", "start", *map(str, args)], env=self.env,
+    def start(self, *args, stderr=None, env=None) -> subprocess.Popen:
+        """Start `queuectl worker start ARGS` in the background (`env`: extra variables)."""
+        p = subprocess.Popen(QUEUECTL + ["worker", "start", *map(str, args)],
+                             env={**self.env, **(env or {})},
                              cwd=self.cwd, stdout=subprocess.PIPE,
                              stderr=stderr if stderr is not None else subprocess.PIPE, text=True)
         self.procs.append(p)

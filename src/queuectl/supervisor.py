@@ -4,8 +4,9 @@ Signals: the first SIGINT/SIGTERM/SIGHUP asks every worker to finish its current
 and exit; a second one makes them kill their jobs and hand them back. A worker
 killed by a signal (OOM, kill -9) is replaced; a worker that exits with an
 error is not (the error is reported and the exit code is 1). If the supervisor
-itself dies, its workers notice within a tick, kill their jobs and exit as
-crashed workers do, so the jobs are rescued by lease.
+itself dies, its workers notice at once (the "life pipe" it holds open reads
+as closed) or within a tick, kill their jobs and exit as crashed workers do,
+so the jobs are rescued by lease.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class Supervisor:
         self.failed = False
         self.restarts: list[float] = []
         self.pid = os.getpid()
-        self.host = socket.gethostname()
+        self.host = os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
+        # Children hold only the read end: it reads as closed the moment the
+        # supervisor dies, however it dies, which wakes idle workers at once.
+        self.life_r, self.life_w = os.pipe()
 
     def _on_signal(self, signum, frame) -> None:
         self.signals += 1
@@ -126,10 +130,16 @@ class Supervisor:
     def _child(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # ... and a hang-up
+        os.close(self.life_w)
+        # A signal also writes a byte here, so an idle wait ends at once.
+        sig_r, sig_w = os.pipe()
+        os.set_blocking(sig_w, False)
+        os.set_blocking(sig_r, False)
+        signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         worker_id = f"{self.host}:{os.getpid()}:{os.urandom(2).hex()}"
         store = open_store(self.url, worker=True)
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
-                        quiet=self.quiet)
+                        quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host)
         signal.signal(signal.SIGTERM, worker.on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         try:

@@ -27,12 +27,16 @@ def heartbeat_interval(lease_timeout: float) -> float:
 
 class Worker:
     def __init__(self, store, worker_id: str, *, burst: bool = False,
-                 parent_pid: "int | None" = None, quiet: bool = False):
+                 parent_pid: "int | None" = None, quiet: bool = False,
+                 wake_fds: tuple = (), host: "str | None" = None):
         self.store = store
         self.id = worker_id
         self.burst = burst
         self.parent_pid = parent_pid
         self.quiet = quiet
+        # (signal pipe, supervisor's life pipe): readable = stop waiting.
+        self.wake_fds = wake_fds
+        self.host = host or socket.gethostname()
         self.stop_mode: "str | None" = None      # None, "graceful", "hard"
         self.orphaned = False
         self.lease_lost = False
@@ -62,7 +66,7 @@ class Worker:
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
-        self.store.register_worker(self.id, socket.gethostname(), os.getpid(),
+        self.store.register_worker(self.id, self.host, os.getpid(),
                                    self.cfg["lease_timeout"])
         self.log("started")
         try:
@@ -83,9 +87,15 @@ class Worker:
                             self.log("no jobs left (burst): exiting")
                             break
                         due = self.store.next_due_in()
-                        idle = self.store.idle_wait
-                        self.store.wait_for_change(idle if due is None
-                                                   else min(idle, max(due, 0.001)))
+                        wait = min(self.store.idle_wait, self._until_housekeeping())
+                        if due is not None:
+                            wait = min(wait, max(due, 0.001))
+                        self.store.wait_for_change(wait, self.wake_fds)
+                        if self.wake_fds:
+                            try:
+                                os.read(self.wake_fds[0], 512)    # drain signal bytes
+                            except BlockingIOError:
+                                pass
                         # A wake-up (or a due job we could not claim) may mean
                         # we were told to stop: look now, not at the next tick.
                         self._next["stop"] = 0.0
@@ -215,6 +225,12 @@ class Worker:
         if self.stop_mode == "hard":
             return "worker was stopped"
         return None
+
+    def _until_housekeeping(self) -> float:
+        """Seconds until the next heartbeat, rescue or config look is due. (A
+        stop request needs no timer: it is a commit, which ends the wait.)"""
+        nxt = self._next
+        return max(0.001, min(nxt["beat"], nxt["rescue"], nxt["config"]) - time.monotonic())
 
     def housekeeping(self) -> None:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:

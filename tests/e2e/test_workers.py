@@ -182,8 +182,10 @@ def test_second_sigterm_kills_job_and_hands_it_back(cli, tmp_path):
 def test_status_and_enqueue_answer_within_a_second_while_jobs_run(cli, tmp_path):
     log = tmp_path / "w.log"
     p = start_logged(cli, log, "--count", "2")
-    cli.enqueue(id="busy1", command="sleep 3")
-    cli.enqueue(id="busy2", command="sleep 3")
+    # Long enough for 15 CLI calls (each ~0.4 s on PostgreSQL: importing psycopg).
+    busy = "sleep 12" if cli.db.startswith("postgres") else "sleep 4"
+    cli.enqueue(id="busy1", command=busy)
+    cli.enqueue(id="busy2", command=busy)
     _wait_processing(cli, "busy1", log)
     _wait_processing(cli, "busy2", log)
     for _ in range(3):
@@ -199,7 +201,7 @@ def test_status_and_enqueue_answer_within_a_second_while_jobs_run(cli, tmp_path)
             assert took < 1.0, (args, took)
     assert cli.job("busy1")["state"] == "processing", "the checks ran while the jobs ran"
     p.send_signal(signal.SIGTERM)
-    assert wait_exit(p, 10) == 0
+    assert wait_exit(p, 20) == 0
     assert counts(cli)["pending"] == 3
 
 

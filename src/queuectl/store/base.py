@@ -183,8 +183,9 @@ class Store(ABC):
         None if nothing is waiting."""
 
     @abstractmethod
-    def wait_for_change(self, timeout: float) -> None:
-        """Block up to `timeout` seconds or until another process commits."""
+    def wait_for_change(self, timeout: float, wake_fds=()) -> None:
+        """Block up to `timeout` seconds, until another process commits, or
+        until one of `wake_fds` is readable (a signal, a dead supervisor)."""
 
     # ------------------------------------------------------------ workers
     @abstractmethod

@@ -18,6 +18,7 @@ All PostgreSQL SQL lives in this module and in migrations/postgres/.
 from __future__ import annotations
 
 import json
+import select
 import time
 from contextlib import contextmanager
 
@@ -583,7 +584,7 @@ class PostgresStore(Store):
             return None
         return max(0.0, wait / 1000)
 
-    def wait_for_change(self, timeout: float) -> None:
+    def wait_for_change(self, timeout: float, wake_fds=()) -> None:
         conn = self._ensure()
         try:
             if not self._listening:
@@ -593,9 +594,12 @@ class PostgresStore(Store):
             woke = False
             for _ in conn.notifies(timeout=0):
                 woke = True
-            if not woke:
-                for _ in conn.notifies(timeout=max(0.0, timeout), stop_after=1):
-                    break
+            if woke:
+                return
+            ready = select.select([conn.fileno(), *wake_fds], [], [], max(0.0, timeout))[0]
+            if conn.fileno() in ready:
+                for _ in conn.notifies(timeout=0):     # consume what arrived
+                    pass
         except psycopg.Error as e:
             raise self._fail(e) from None
 

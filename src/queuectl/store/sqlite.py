@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -480,7 +481,7 @@ class SQLiteStore(Store):
             return None
         return max(0.0, (due - self._now()) / 1000)
 
-    def wait_for_change(self, timeout: float) -> None:
+    def wait_for_change(self, timeout: float, wake_fds=()) -> None:
         end = time.monotonic() + timeout
         if self._data_version is None:
             self._data_version = self._read("PRAGMA data_version")[0][0]
@@ -488,7 +489,11 @@ class SQLiteStore(Store):
             left = end - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(POLL_INTERVAL, left))
+            if wake_fds:
+                if select.select(wake_fds, [], [], min(POLL_INTERVAL, left))[0]:
+                    return
+            else:
+                time.sleep(min(POLL_INTERVAL, left))
             version = self._read("PRAGMA data_version")[0][0]
             if version != self._data_version:
                 self._data_version = version
