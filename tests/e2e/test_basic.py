@@ -114,6 +114,7 @@ def test_job_environment_has_id_and_attempt(cli):
                                      "processing", "completed"]
 
 
+@pytest.mark.backends("sqlite")   # the runner's behaviour, the same on every backend
 def test_job_runs_under_sh_with_stdin_from_dev_null(cli, tmp_path):
     # `cat` must see EOF at once (stdin is /dev/null), not hang on the worker's stdin.
     cli.enqueue(id="stdin", command="cat; echo after-cat", timeout=5)
@@ -231,6 +232,7 @@ def test_json_outputs_parse_and_empty_lists(cli):
     assert shown["id"] == "j1" and "output" in shown
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 def test_list_unknown_state_is_exit_2(cli):
     line = assert_one_error_line(cli.run("list", "--state", "bogus"), 2)
     assert "bogus" in line
@@ -243,6 +245,7 @@ def test_list_limit(cli):
     assert len(cli.json("list", "--limit", "0")) == 5
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 def test_python_dash_m_help(cli):
     p = subprocess.run([sys.executable, "-m", "queuectl", "--help"], text=True,
                        capture_output=True, timeout=30, env=cli.env)
@@ -252,6 +255,7 @@ def test_python_dash_m_help(cli):
         assert command in p.stdout
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 def test_missing_command_is_usage_error(cli):
     assert_one_error_line(cli.run(), 2)
     assert_one_error_line(cli.run("frobnicate"), 2)

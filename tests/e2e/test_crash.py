@@ -194,6 +194,7 @@ def test_power_loss_of_worker_and_supervisor_is_rescued_by_lease(cli, tmp_path):
     assert wait_exit(survivor, 10) == 0
 
 
+@pytest.mark.backends("sqlite")   # the runner's behaviour, the same on every backend
 @pytest.mark.parametrize("prefix", ["", "trap '' TERM; "], ids=["plain", "ignores-SIGTERM"])
 def test_timeout_kills_the_whole_process_group(cli, tmp_path, prefix):
     # With TERM ignored (inherited by the children), only the SIGKILL that follows

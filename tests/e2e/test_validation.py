@@ -47,6 +47,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 @pytest.mark.parametrize("payload,word", [(p, w) for _, p, w in MALFORMED],
                          ids=[label for label, _, _ in MALFORMED])
 def test_malformed_payload_is_rejected_and_nothing_written(cli, payload, word):
@@ -137,6 +138,7 @@ def test_duplicate_id_is_exit_1_and_original_untouched(cli):
     assert [e["event"] for e in history(cli, "dup")] == ["enqueued"]
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 def test_enqueue_without_payload_is_usage_error(cli):
     before = snapshot(cli)
     assert_one_error_line(cli.run("enqueue"), 2)
@@ -197,6 +199,7 @@ BAD_CONFIG = [
 ]
 
 
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
 @pytest.mark.parametrize("args", BAD_CONFIG, ids=["-".join(a) or "empty" for a in BAD_CONFIG])
 def test_config_rejects_unknown_keys_and_bad_values(cli, args):
     assert_one_error_line(cli.run("config", *args), 2)
