@@ -141,6 +141,9 @@ class CLI:
         self.db = db
         self.cwd = cwd
         self.env = {**os.environ, "QUEUECTL_DB": db}
+        # Let the CLI processes cache their bytecode (this machine's environment
+        # turns that off): a thousand CLI runs would otherwise each compile queuectl.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.procs: list[subprocess.Popen] = []
 
     def run(self, *args, input=None, timeout=30, check=None) -> subprocess.CompletedProcess:

@@ -864,3 +864,30 @@ def test_finish_claims_the_next_job_unless_the_worker_was_told_to_stop(make_stor
     assert store.finish(third, ok, COMPLETE, next_lease=30) is None
     assert store.get_job("j2").state == "completed"
     assert store.get_job("j3").state == "pending"
+
+
+def test_finish_of_an_earlier_attempt_is_lease_lost(store, clock):
+    """A result retried after its reply was lost must not land on a later attempt
+    of the same job by the same worker."""
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([nj("j", max_retries=5)])
+    first = store.claim("w1", 30)
+    store.finish(first, Outcome("exit", 1, "exit code 1"), Decision("retry", 0.0))
+    second = store.claim("w1", 30)
+    assert second.attempts == 2
+    with pytest.raises(LeaseLost):
+        store.finish(first, OK, COMPLETE)
+    assert store.get_job("j").state == "processing"
+    store.finish(second, OK, COMPLETE)
+    assert store.get_job("j").state == "completed"
+
+
+def test_held_by_lists_the_workers_running_jobs(store, clock):
+    store.register_worker("w1", "h", 1, 30)
+    store.register_worker("w2", "h", 2, 30)
+    store.enqueue([nj("a"), nj("b")])
+    store.claim("w1", 30)
+    assert [j.id for j in store.held_by("w1")] == ["a"]
+    assert store.held_by("w2") == []
+    store.claim("w2", 30)
+    assert [j.id for j in store.held_by("w2")] == ["b"]

@@ -365,7 +365,8 @@ def parse_exported(obj: object) -> Job:
     updated = _opt_time(obj, "updated_at")
     started = _opt_time(obj, "started_at")
     finished = _opt_time(obj, "finished_at")
-    exit_code = _opt(obj, "exit_code", _is_int, "an integer")
+    exit_code = _opt(obj, "exit_code", lambda v: _is_int(v) and abs(v) <= MAX_INT,
+                     f"an integer from -{MAX_INT} to {MAX_INT}")
     last_error = _opt(obj, "last_error", lambda v: isinstance(v, str), "a string")
     output = _opt(obj, "output", lambda v: isinstance(v, str), "a string")
     truncated = bool(_opt(obj, "output_truncated", lambda v: isinstance(v, bool),

@@ -68,7 +68,10 @@ class _Tail:
             del self.buf[:-self.cap]
 
     def text(self) -> "tuple[str, bool]":
-        return bytes(self.buf[-self.cap:]).decode("utf-8", "replace"), self.total > self.cap
+        # NUL becomes U+FFFD like undecodable bytes: no database text type
+        # has to hold it, and every backend stores the same text.
+        text = bytes(self.buf[-self.cap:]).decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return text, self.total > self.cap
 
 
 def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,

@@ -19,6 +19,7 @@ import time
 import traceback
 
 from queuectl import log
+from queuectl.errors import StoreError
 from queuectl.store import open_store
 from queuectl.worker import Worker   # imported before fork: children share it
 
@@ -127,6 +128,25 @@ class Supervisor:
         finally:
             os._exit(code)
 
+    def _open_store(self):
+        """The worker's connection. A database that is down (a replacement
+        worker started during an outage) is waited for, with backoff, until it
+        answers, the worker is told to stop (None) or the supervisor dies."""
+        pause, said = 0.1, None
+        while True:
+            try:
+                return open_store(self.url, worker=True)
+            except StoreError as e:
+                if said != str(e):
+                    said = str(e)
+                    log.line(f"worker {os.getpid()}", f"database error (will retry): {e}")
+            # SIGTERM is still blocked here: wait for it instead of sleeping.
+            if signal.sigtimedwait([signal.SIGTERM], pause) is not None:
+                return None
+            if os.getppid() != self.pid:
+                return None
+            pause = min(pause * 2, 5.0)
+
     def _child(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # ... and a hang-up
@@ -137,7 +157,9 @@ class Supervisor:
         os.set_blocking(sig_r, False)
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         worker_id = f"{self.host}:{os.getpid()}:{os.urandom(2).hex()}"
-        store = open_store(self.url, worker=True)
+        store = self._open_store()
+        if store is None:
+            return 0
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
                         quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host)
         signal.signal(signal.SIGTERM, worker.on_sigterm)

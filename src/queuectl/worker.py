@@ -8,6 +8,7 @@ one job at a time. The supervisor (supervisor.py) forks N of them.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import time
 
@@ -19,6 +20,7 @@ TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
 RESCUE_EVERY = 1.0    # how often expired leases are looked for
 CONFIG_EVERY = 2.0    # how often config is re-read
+LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_timeout) is dropped
 
 
 def heartbeat_interval(lease_timeout: float) -> float:
@@ -47,6 +49,7 @@ class Worker:
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY}
         self._db_error = None
+        self._renewed = time.monotonic()   # when the running job's lease was last renewed
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
 
     # ------------------------------------------------------------ logging
@@ -73,13 +76,14 @@ class Worker:
             job = None
             while True:
                 self.housekeeping()
-                # A job claimed together with the last result is ours: a
-                # graceful stop still runs it. An orphan leaves it behind.
-                if self.orphaned or (self.stop_mode and job is None):
-                    break
                 try:
-                    if job is None and self.uncertain:
+                    # A job claimed together with the last result (or whose
+                    # claim reply was lost) is ours: a graceful stop still
+                    # runs it. An orphan leaves it behind.
+                    if job is None and self.uncertain and not self.orphaned:
                         job = self.adopt()
+                    if self.orphaned or (self.stop_mode and job is None):
+                        break
                     if job is None:
                         job = self.store.claim(self.id, self.cfg["lease_timeout"])
                     if job is None:
@@ -128,6 +132,7 @@ class Worker:
     def execute(self, job):
         """Run one claimed job; record the result. Returns the next claimed job, if any."""
         self.job, self.lease_lost = job, False
+        self._renewed = time.monotonic()
         env = self.base_env.copy()
         env["QUEUECTL_JOB_ID"] = job.id
         env["QUEUECTL_ATTEMPT"] = str(job.attempts)
@@ -147,15 +152,14 @@ class Worker:
                      "this attempt's result is discarded", always=True)
             return None
         decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg)
-        more = self.stop_mode is None and not self.orphaned
         nxt = None
         try:
-            nxt = self._record(job, outcome, decision, more)
+            nxt = self._record(job, outcome, decision)
         finally:
             self.job = None
         return nxt
 
-    def _record(self, job, outcome, decision, more: bool):
+    def _record(self, job, outcome, decision):
         """Store the attempt's end. Database trouble is retried (the result is
         never dropped while the job is still ours) until it is recorded, the
         job turns out to be rescued meanwhile, or the worker is stopped hard
@@ -163,6 +167,7 @@ class Worker:
         failed = False
         pause = 0.1
         while True:
+            more = self.stop_mode is None and not self.orphaned
             try:
                 nxt = self.store.finish(job, outcome, decision,
                                         self.cfg["lease_timeout"] if more else None)
@@ -192,12 +197,12 @@ class Worker:
     def _recorded_before(self, job) -> bool:
         """Did our own earlier attempt to record `job`'s result commit?"""
         try:
-            last = self.store.history(job.id, limit=1)
+            events = self.store.history(job.id, limit=50)
         except QueueError:
             return False
-        return bool(last) and last[0].get("worker_id") == self.id and \
-            last[0]["attempt"] == job.attempts and \
-            last[0]["event"] in ("completed", "retry_scheduled", "dead")
+        return any(e.get("worker_id") == self.id and e["attempt"] == job.attempts
+                   and e["event"] in ("completed", "retry_scheduled", "dead")
+                   for e in events)
 
     def _db_trouble(self, e: Exception) -> None:
         if str(e) != self._db_error:
@@ -220,6 +225,14 @@ class Worker:
         self.housekeeping()
         if self.orphaned:
             return "the worker's supervisor died"
+        unrenewed = time.monotonic() - self._renewed
+        if not self.lease_lost and unrenewed > LEASE_MARGIN * float(self.cfg["lease_timeout"]):
+            # We could not reach the database to renew the lease: by now another
+            # worker may rescue the job. Stop ours rather than run it twice at once.
+            self.lease_lost = True
+            self.log(f"job {self.job.id}: lease not renewed for {unrenewed:.0f}s "
+                     "(database unreachable); killing the command, the job will be "
+                     "rescued and retried", always=True)
         if self.lease_lost:
             return "lease lost (the job was rescued by another worker)"
         if self.stop_mode == "hard":
@@ -233,7 +246,10 @@ class Worker:
         return max(0.001, min(nxt["beat"], nxt["rescue"], nxt["config"]) - time.monotonic())
 
     def housekeeping(self) -> None:
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+        if self.parent_pid is not None and (
+                os.getppid() != self.parent_pid
+                or len(self.wake_fds) > 1 and select.select(self.wake_fds[1:], [], [], 0)[0]):
+            # (The life pipe reads as closed a moment before we are reparented.)
             self.orphaned = True
             return
         now = time.monotonic()
@@ -248,10 +264,13 @@ class Worker:
                     nxt["beat"] = now        # renew on the new terms at once
                 nxt["config"] = now + CONFIG_EVERY
             if now >= nxt["beat"]:
-                held = self.store.heartbeat(self.id, self.job.id if self.job else None,
+                job = self.job
+                held = self.store.heartbeat(self.id, job.id if job else None,
                                             self.cfg["lease_timeout"])
                 if not held:
                     self.lease_lost = True
+                elif job is not None:
+                    self._renewed = now
                 nxt["beat"] = now + heartbeat_interval(self.cfg["lease_timeout"])
             if now >= nxt["stop"]:
                 if self.stop_mode is None and self.store.stop_requested(self.id):

@@ -275,3 +275,10 @@ def test_huge_output_keeps_a_bounded_tail(cli):
     assert logs.returncode == 0
     assert logs.stdout == job["output"]
     assert "truncated" in logs.stderr
+
+
+def test_nul_characters_in_output_are_kept_as_replacement_characters(cli):
+    cli.enqueue(id="nul", command="printf 'a\\000b'")
+    cli.ok("worker", "start", "--burst")
+    assert cli.job("nul")["state"] == "completed"
+    assert cli.ok("logs", "nul") == "a\ufffdb"

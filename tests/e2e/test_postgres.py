@@ -192,13 +192,6 @@ def test_workers_with_skewed_host_clocks_use_the_database_clock(cli, tmp_path):
     logs.close()
 
 
-def test_nul_characters_in_output_are_kept_as_replacement_characters(cli):
-    cli.enqueue(id="nul", command="printf 'a\\000b'")
-    cli.ok("worker", "start", "--burst")
-    assert cli.job("nul")["state"] == "completed"
-    assert cli.ok("logs", "nul") == "a\ufffdb"
-
-
 def test_read_commands_on_an_empty_database_create_no_tables(cli):
     for args in (["status"], ["list"], ["history"], ["worker", "list"], ["dlq", "list"],
                  ["config", "list"], ["worker", "stop"]):

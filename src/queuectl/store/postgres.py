@@ -106,6 +106,7 @@ WITH done AS (
         lease_expires_at = NULL, output = %(output)s::text,
         output_truncated = %(truncated)s::boolean
     WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+          AND attempts = %(attempts)s::bigint
     RETURNING id, attempts, updated_at, run_at)
 INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
 SELECT id, %(event)s::text, attempts, updated_at, %(worker)s::text,
@@ -208,10 +209,12 @@ class PostgresStore(Store):
             self._params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as e:
             raise InvalidInput(f"invalid PostgreSQL URL: {_one_line(e)}") from None
-        # Fail fast on a dead host, and notice a cut network within ~25 s.
+        # Fail fast on a dead host, and notice a cut network within ~25 s
+        # when idle (keepalives) or with a statement in flight (tcp_user_timeout,
+        # instead of Linux's ~15 minutes of retransmissions).
         for key, value in (("connect_timeout", 10), ("keepalives", 1),
                            ("keepalives_idle", 10), ("keepalives_interval", 5),
-                           ("keepalives_count", 3)):
+                           ("keepalives_count", 3), ("tcp_user_timeout", 10_000)):
             self._params.setdefault(key, value)
         self._params.setdefault("application_name", "queuectl worker" if worker else "queuectl")
         self.conn = None
@@ -253,8 +256,8 @@ class PostgresStore(Store):
             return conn
         now = time.monotonic()
         if now < self._retry_at:
-            raise StoreError(f"{self._last_error} (reconnecting in "
-                             f"{self._retry_at - now:.1f}s)")
+            # The same text each time: the worker logs a repeated error once.
+            raise StoreError(self._last_error)
         if conn is not None:
             conn.close()
             self.conn = None
@@ -321,7 +324,11 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ schema
     def _channel_name(self) -> str:
         (schema,) = self._rows("SELECT current_schema()")[0]
-        return f"queuectl_{schema or 'public'}"[:63]
+        name = f"queuectl_{schema or 'public'}"
+        if len(name.encode("utf-8")) > 63:      # identifiers are at most 63 bytes
+            import hashlib
+            name = "queuectl_" + hashlib.sha1(name.encode("utf-8")).hexdigest()
+        return name
 
     def _schema_version(self) -> int:
         """0 if this schema has no queue yet; refuses foreign or newer ones."""
@@ -463,6 +470,7 @@ class PostgresStore(Store):
             state=state, event=event, delay=round(decision.delay * 1000),
             exit_code=outcome.exit_code, error=error, output=_text(outcome.output) or None,
             truncated=bool(outcome.truncated), id=job.id, worker=job.worker_id,
+            attempts=job.attempts,
             duration=round(outcome.duration, 3)))
         if cur.rowcount != 1:
             raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")

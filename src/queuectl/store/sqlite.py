@@ -53,7 +53,8 @@ SQL_CLAIM = (
 SQL_FINISH = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
     "exit_code = ?, last_error = ?, lease_expires_at = NULL, output = ?, "
-    "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ?")
+    "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
+    "AND attempts = ?")
 SQL_EXPIRED = (
     f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' AND "
     "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
@@ -352,7 +353,8 @@ class SQLiteStore(Store):
             error = None if state == "completed" else outcome.error
             cur = c.execute(SQL_FINISH, (
                 state, now, finished, run_at, outcome.exit_code, error,
-                outcome.output or None, int(outcome.truncated), job.id, job.worker_id))
+                outcome.output or None, int(outcome.truncated), job.id, job.worker_id,
+                job.attempts))
             if cur.rowcount != 1:
                 raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
             c.execute(SQL_INSERT_EVENT, (

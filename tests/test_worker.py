@@ -1,0 +1,65 @@
+"""The worker's own safety nets, with a store that fails on purpose."""
+
+from __future__ import annotations
+
+import time
+
+from queuectl import config as cfgmod
+from queuectl.errors import StoreError
+from queuectl.model import Job
+from queuectl.worker import Worker
+
+
+class UnreachableStore:
+    """The database went away after the claim: every call fails."""
+
+    idle_wait = 0.5
+
+    def __init__(self, lease_timeout):
+        self.cfg = {**cfgmod.defaults(), "lease_timeout": lease_timeout}
+        self.finished = []
+
+    def config(self):
+        return self.cfg
+
+    def _down(self, *a, **kw):
+        raise StoreError("lost connection to postgresql://db:5432/q: server closed")
+
+    heartbeat = stop_requested = rescue_expired = history = _down
+
+    def finish(self, *a, **kw):
+        self.finished.append(a)
+        self.on_finish()
+        self._down()
+
+    def on_finish(self):
+        pass
+
+
+def _job(command: str) -> Job:
+    return Job("j1", command, "processing", 1, 0, 0, 0, 0.0, 0, 0, worker_id="w1",
+               lease_expires_at=1)
+
+
+def test_a_job_whose_lease_cannot_be_renewed_is_killed_before_it_could_run_twice():
+    store = UnreachableStore(lease_timeout=1)
+    worker = Worker(store, "w1", quiet=True)
+    t0 = time.monotonic()
+    assert worker.execute(_job("sleep 20")) is None
+    took = time.monotonic() - t0
+    # Killed at ~0.9 x lease_timeout (plus the runner's TERM grace), not after 20 s.
+    assert took < 5, took
+    assert worker.lease_lost
+    assert store.finished == [], "a result that is not ours is never recorded"
+
+
+def test_a_short_outage_does_not_stop_the_job():
+    store = UnreachableStore(lease_timeout=30)
+    worker = Worker(store, "w1", quiet=True)
+    # Once the result is offered, a second Ctrl+C: _record gives up instead of retrying.
+    store.on_finish = lambda: setattr(worker, "stop_mode", "hard")
+    t0 = time.monotonic()
+    worker.execute(_job("sleep 1.5"))
+    assert time.monotonic() - t0 >= 1.4, "the command ran to its end"
+    assert not worker.lease_lost
+    assert len(store.finished) == 1, "the job ran to its end and its result was offered"
