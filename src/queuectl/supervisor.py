@@ -88,8 +88,8 @@ class Supervisor:
                 self.failed = True
                 _log(f"worker pid {pid} exited with status {os.WEXITSTATUS(status)}")
             elif self.signals == 0 and not self.burst and self.children:
-                # Stopped on its own (SIGTERM to it alone): not replaced.
-                _log(f"worker pid {pid} stopped; {len(self.children)} still running")
+                # Stopped on its own (worker stop, or SIGTERM to it alone): not replaced.
+                _log(f"worker pid {pid} exited; {len(self.children)} still running")
         if self.failed:
             return 1
         return 130 if self.signals > 1 else 0
