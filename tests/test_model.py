@@ -312,3 +312,14 @@ def test_to_dict_renders_times_as_iso():
     assert d["started_at"] is None and d["finished_at"] is None
     assert d["timeout"] == 5 and isinstance(d["timeout"], int)
     assert d["output"] == "" and d["output_truncated"] is False
+
+
+def test_exported_run_settings_come_back_on_import():
+    from queuectl.model import Job, parse_exported
+    opts = {"fatal_exit_codes": [2], "cwd": "/srv", "env": {"A": "b"}}
+    job = Job("x", "true", "dead", 1, 0, 0, 1_700_000_000_000, 0.0, 1_700_000_000_000,
+              1_700_000_000_000, finished_at=1_700_000_000_000, options=opts)
+    back = parse_exported(job.to_dict(with_output=True))
+    assert back.options == opts and back.state == "dead"
+    plain = Job("y", "true", "pending", 0, 0, 0, 1, 0.0, 1, 1)
+    assert parse_exported(plain.to_dict(with_output=True)).options is None

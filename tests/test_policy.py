@@ -134,3 +134,14 @@ def test_decisions_are_plain_values():
     assert policy.JITTER == pytest.approx(0.10)
     with pytest.raises(Exception):
         COMPLETE.action = "bury"   # frozen
+
+
+def test_a_fatal_exit_code_buries_at_once_whatever_the_retries_left():
+    from queuectl.policy import BURY, decide
+    from queuectl.runner import Outcome
+    cfg = {"backoff_base": 2, "backoff_max": 3600}
+    assert decide(Outcome("exit", 2, "exit code 2"), 1, 5, cfg, fatal=(2,)) == BURY
+    assert decide(Outcome("exit", 3, "exit code 3"), 1, 5, cfg, fatal=(2,)).action == "retry"
+    # Only an exit code counts: a timeout or a signal is never "fatal".
+    assert decide(Outcome("timeout", None, "timed out"), 1, 5, cfg, fatal=(2,)).action == "retry"
+    assert decide(Outcome("succeeded", 0), 1, 5, cfg, fatal=(0, 2)).action == "complete"

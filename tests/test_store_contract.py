@@ -891,3 +891,26 @@ def test_held_by_lists_the_workers_running_jobs(store, clock):
     assert store.held_by("w2") == []
     store.claim("w2", 30)
     assert [j.id for j in store.held_by("w2")] == ["b"]
+
+
+def test_run_settings_round_trip(store, clock):
+    opts = {"fatal_exit_codes": [2, 64], "cwd": "/tmp", "env": {"A": "1", "B": "ü"}}
+    store.enqueue([NewJob("o", "true", 0, options=opts), nj("plain")])
+    assert store.get_job("o").options == opts
+    assert store.get_job("plain").options is None
+    d = store.get_job("o").to_dict()
+    assert (d["fatal_exit_codes"], d["cwd"], d["env"]) == ([2, 64], "/tmp", opts["env"])
+    store.register_worker("w1", "h", 1, 30)
+    assert store.claim("w1", 30).options == opts
+    assert [j.options for j in store.export_jobs()] == [opts, None]
+
+
+def test_skip_existing_enqueue(store, clock):
+    store.enqueue([nj("a", command="echo a")])
+    assert store.enqueue([nj("a", command="echo a"), nj("b")], skip_existing=True) == ["a"]
+    assert [j.id for j in store.list_jobs()] == ["a", "b"]
+    with pytest.raises(Conflict):
+        store.enqueue([nj("c"), nj("a", command="echo other")], skip_existing=True)
+    assert [j.id for j in store.list_jobs()] == ["a", "b"], "all or nothing"
+    with pytest.raises(DuplicateJob):
+        store.enqueue([nj("a", command="echo a")])

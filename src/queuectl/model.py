@@ -39,7 +39,13 @@ MAX_INT = 2**31 - 1
 MAX_BATCH = 100_000
 
 # Payload fields; any other field is rejected.
-FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
+FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
+          "fatal_exit_codes", "cwd", "env")
+# Limits on the optional run settings (documented in the README).
+MAX_CWD_BYTES = 4096
+MAX_ENV_VARS = 1000
+MAX_ENV_BYTES = 64 * 1024
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def new_job_id() -> str:
@@ -54,12 +60,16 @@ def valid_id(value: object) -> bool:
 class NewJob:
     """A validated enqueue request. `run_at` is absolute (ms) or None (= now + delay)."""
 
-    __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
+    __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
+                 "options")
 
     def __init__(self, id: str, command: str, max_retries: int, priority: int = 0,
-                 run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0):
+                 run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0,
+                 options: "dict | None" = None):
         self.id, self.command, self.max_retries = id, command, max_retries
         self.priority, self.run_at, self.delay, self.timeout = priority, run_at, delay, timeout
+        # fatal_exit_codes / cwd / env, only those given; None if none was.
+        self.options = options or None
 
     def __repr__(self) -> str:
         return f"NewJob(id={self.id!r}, command={self.command!r})"
@@ -74,14 +84,17 @@ class Job:
 
     FIELDS = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
               "timeout", "created_at", "updated_at", "started_at", "finished_at",
-              "exit_code", "last_error", "worker_id", "lease_expires_at", "output",
-              "output_truncated")
+              "exit_code", "last_error", "worker_id", "lease_expires_at", "options",
+              "output", "output_truncated")
     __slots__ = FIELDS
 
     def __init__(self, id, command, state, attempts, max_retries, priority, run_at,
                  timeout, created_at, updated_at, started_at=None, finished_at=None,
                  exit_code=None, last_error=None, worker_id=None, lease_expires_at=None,
-                 output=None, output_truncated=False):
+                 options=None, output=None, output_truncated=False):
+        if isinstance(options, str):          # as stored: a JSON object
+            options = json.loads(options)
+        self.options = options or None
         self.id, self.command, self.state = id, command, state
         self.attempts, self.max_retries, self.priority = attempts, max_retries, priority
         self.run_at, self.timeout = run_at, timeout
@@ -123,10 +136,21 @@ class Job:
             "worker_id": self.worker_id,
             "lease_expires_at": iso(self.lease_expires_at),
         }
+        opts = self.options or {}
+        for key in OPTION_FIELDS:
+            d[key] = opts.get(key)
         if with_output:
             d["output"] = self.output or ""
             d["output_truncated"] = bool(self.output_truncated)
         return d
+
+
+OPTION_FIELDS = ("fatal_exit_codes", "cwd", "env")
+
+
+def options_json(options: "dict | None") -> "str | None":
+    """How a job's options are stored (one JSON text column)."""
+    return json.dumps(options, separators=(",", ":")) if options else None
 
 
 def _num(x: float):
@@ -221,7 +245,54 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
         timeout = float(timeout)
 
     return NewJob(id=job_id, command=command, max_retries=max_retries,
-                  priority=priority, run_at=run_at, delay=float(delay), timeout=timeout)
+                  priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
+                  options=_options(obj))
+
+
+def _utf8_len(text: str, field: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"field {field!r} is not valid Unicode (lone surrogate)") from None
+
+
+def _options(obj: dict) -> dict:
+    opts = {}
+    if obj.get("fatal_exit_codes") is not None:
+        codes = obj["fatal_exit_codes"]
+        if not isinstance(codes, list) or len(codes) > 256 or not all(
+                _is_int(c) and 1 <= c <= 255 for c in codes):
+            raise InvalidInput("field 'fatal_exit_codes' must be a list of exit codes "
+                               "from 1 to 255")
+        if codes:
+            opts["fatal_exit_codes"] = sorted(set(codes))
+    if obj.get("cwd") is not None:
+        cwd = obj["cwd"]
+        if not isinstance(cwd, str) or not cwd or "\x00" in cwd:
+            raise InvalidInput("field 'cwd' must be a non-empty directory path")
+        if _utf8_len(cwd, "cwd") > MAX_CWD_BYTES:
+            raise InvalidInput(f"field 'cwd' is longer than {MAX_CWD_BYTES} bytes")
+        opts["cwd"] = cwd
+    if obj.get("env") is not None:
+        env = obj["env"]
+        if not isinstance(env, dict):
+            raise InvalidInput("field 'env' must be an object of names to string values")
+        if len(env) > MAX_ENV_VARS:
+            raise InvalidInput(f"field 'env' has more than {MAX_ENV_VARS} variables")
+        size = 0
+        for name, value in env.items():
+            if not ENV_NAME_RE.fullmatch(name):
+                raise InvalidInput(f"field 'env': {name!r} is not a valid variable name "
+                                   "(letters, digits, '_'; not starting with a digit)")
+            if not isinstance(value, str) or "\x00" in value:
+                raise InvalidInput(f"field 'env': the value of {name} must be a string "
+                                   "without NUL characters")
+            size += len(name) + _utf8_len(value, "env") + 2
+        if size > MAX_ENV_BYTES:
+            raise InvalidInput(f"field 'env' is larger than {MAX_ENV_BYTES} bytes")
+        if env:
+            opts["env"] = dict(env)
+    return opts
 
 
 def fill_defaults(jobs: "list[NewJob]", *, max_retries: int, timeout: float) -> None:
@@ -380,4 +451,4 @@ def parse_exported(obj: object) -> Job:
     # Times left out (None) become the importing store's "now".
     return Job(new.id, new.command, state, attempts, new.max_retries, new.priority,
                new.run_at, new.timeout, created, updated, started, finished, exit_code,
-               last_error, None, None, output, truncated)
+               last_error, None, None, new.options, output, truncated)

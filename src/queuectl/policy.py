@@ -40,10 +40,13 @@ def backoff(attempt: int, base: float, cap: float, rand=random.random) -> float:
 
 
 def decide(outcome: Outcome, attempts: int, max_retries: int, cfg: dict,
-           rand=random.random) -> Decision:
-    """What to do with a job whose attempt number `attempts` ended with `outcome`."""
+           rand=random.random, fatal=()) -> Decision:
+    """What to do with a job whose attempt number `attempts` ended with `outcome`.
+    An exit code listed in `fatal` (the job's fatal_exit_codes) buries at once."""
     if outcome.ok:
         return COMPLETE
+    if outcome.kind == "exit" and outcome.exit_code in fatal:
+        return BURY
     if outcome.kind == "interrupted":
         # The worker itself was stopped (second Ctrl+C): hand the job back for
         # an immediate retry; a user's interruption never buries a job.

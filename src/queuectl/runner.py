@@ -76,8 +76,19 @@ class _Tail:
 
 def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
         tick_interval: float = 0.25, cap: int = OUTPUT_CAP,
-        kill_grace: float = KILL_GRACE) -> Outcome:
+        kill_grace: float = KILL_GRACE, cwd: "str | None" = None) -> Outcome:
     started = time.monotonic()
+    here = None
+    if cwd is not None:
+        # posix_spawn cannot change directory, so the (single-threaded) worker
+        # steps into `cwd` around the spawn and straight back out.
+        here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            os.close(here)
+            return Outcome("start_failed", error=f"cannot run in directory {cwd!r}: "
+                                                 f"{e.strerror or e}")
     r, w = os.pipe()
     try:
         pid = os.posix_spawn(
@@ -86,10 +97,15 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
                           (os.POSIX_SPAWN_DUP2, w, 1),
                           (os.POSIX_SPAWN_DUP2, w, 2)],
             setsid=True)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         os.close(r)
         os.close(w)
-        return Outcome("start_failed", error=f"could not start: {e.strerror or e}")
+        return Outcome("start_failed", error=f"could not start: "
+                                             f"{getattr(e, 'strerror', None) or e}")
+    finally:
+        if here is not None:
+            os.fchdir(here)
+            os.close(here)
     os.close(w)
     proc = _Proc(pid, r, cap)
     try:

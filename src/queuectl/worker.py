@@ -133,7 +133,9 @@ class Worker:
         """Run one claimed job; record the result. Returns the next claimed job, if any."""
         self.job, self.lease_lost = job, False
         self._renewed = time.monotonic()
+        opts = job.options or {}
         env = self.base_env.copy()
+        env.update(opts.get("env") or {})
         env["QUEUECTL_JOB_ID"] = job.id
         env["QUEUECTL_ATTEMPT"] = str(job.attempts)
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
@@ -141,7 +143,7 @@ class Worker:
             outcome = Outcome("interrupted", error="interrupted: worker was stopped")
         else:
             outcome = runner.run(job.command, env, timeout=job.timeout,
-                                 tick=self.tick, tick_interval=TICK)
+                                 tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"))
         if self.orphaned:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
                      "for rescue", always=True)
@@ -151,7 +153,8 @@ class Worker:
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
                      "this attempt's result is discarded", always=True)
             return None
-        decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg)
+        decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg,
+                                 fatal=opts.get("fatal_exit_codes") or ())
         nxt = None
         try:
             nxt = self._record(job, outcome, decision)

@@ -200,7 +200,7 @@ def test_read_commands_on_an_empty_database_create_no_tables(cli):
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
                               (_schema(cli),)).fetchone()[0]
     assert tables == 0
-    assert cli.ok("migrate").startswith("schema version 1: postgresql://")
+    assert cli.ok("migrate").startswith("schema version 2: postgresql://")
     with _pg() as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
                               (_schema(cli),)).fetchone()[0]

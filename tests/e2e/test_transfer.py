@@ -71,6 +71,6 @@ def test_a_processing_job_is_imported_as_pending(cli):
 
 
 def test_migrate_reports_the_schema_version(cli):
-    assert cli.ok("migrate").startswith("schema version 1: ")
-    assert cli.ok("migrate").startswith("schema version 1: ")   # idempotent
+    assert cli.ok("migrate").startswith("schema version 2: ")
+    assert cli.ok("migrate").startswith("schema version 2: ")   # idempotent
     assert counts(cli)["pending"] == 0

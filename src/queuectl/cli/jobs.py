@@ -6,7 +6,7 @@ import json
 import sys
 
 from queuectl.cli import render
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, QueueError
 from queuectl.clock import iso
 from queuectl.model import STATES, fill_defaults, parse_many, parse_one, valid_id
 from queuectl.store import open_store, resolve_url
@@ -54,10 +54,67 @@ def enqueue(args) -> int:
     with _store(args, create=True) as store:
         cfg = store.config()
         fill_defaults(jobs, max_retries=cfg["max_retries"], timeout=cfg["job_timeout"])
-        if jobs:
-            store.enqueue(jobs)
-    print(f"enqueued {len(jobs)} jobs" if bulk else f"enqueued {jobs[0].id}")
+        existed = store.enqueue(jobs, skip_existing=args.skip_existing) if jobs else []
+    for existing in existed:
+        print(f"exists {existing}")
+    if bulk:
+        print(f"enqueued {len(jobs) - len(existed)} jobs")
+    elif not existed:
+        print(f"enqueued {jobs[0].id}")
     return 0
+
+
+def wait(args) -> int:
+    """Block until the named jobs (or, with --all, the whole queue) are done."""
+    import time
+    if args.all == bool(args.ids):
+        raise InvalidInput("give job ids or --all (see 'queuectl wait --help')")
+    ids = [job_id(i) for i in args.ids]
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    tty = sys.stdout.isatty()
+    with _store(args) as store:
+        for i in ids:
+            try:
+                store.get_job(i)
+            except QueueError:
+                raise InvalidInput(f"job {i} not found") from None
+        dead_before = store.counts()["dead"] if args.all else 0
+        last_line = 0.0
+        while True:
+            if args.all:
+                counts = store.counts()
+                left = counts["pending"] + counts["failed"] + counts["processing"]
+                done = counts["completed"] + counts["dead"]
+                now = time.monotonic()
+                if tty:
+                    total = max(1, left + done)
+                    bar = "#" * (30 * done // total)
+                    sys.stdout.write(f"\r[{bar:30}] {done}/{left + done} done, "
+                                     f"{counts['processing']} running ")
+                    sys.stdout.flush()
+                elif now - last_line >= 1.0 or not left:
+                    print(f"{left} left, {done} done, {counts['processing']} running",
+                          flush=True)
+                    last_line = now
+                if not left:
+                    if tty:
+                        sys.stdout.write("\n")
+                    dead = counts["dead"] - dead_before
+                    print(f"drained: {counts['completed']} completed, {counts['dead']} dead")
+                    return 1 if dead > 0 else 0
+            else:
+                states = {i: store.get_job(i).state for i in ids}
+                if all(st in ("completed", "dead") for st in states.values()):
+                    for i in ids:
+                        print(f"{i} {states[i]}")
+                    return 0 if all(st == "completed" for st in states.values()) else 1
+            if deadline is not None and time.monotonic() >= deadline:
+                if tty and args.all:
+                    sys.stdout.write("\n")
+                print(f"queuectl: wait: timed out after {args.timeout:g}s", file=sys.stderr)
+                return 124
+            time.sleep(0.1 if deadline is None else
+                       max(0.0, min(0.1, deadline - time.monotonic())))
 
 
 def status(args) -> int:
@@ -121,6 +178,8 @@ def show(args) -> int:
             v = f"{v}s" if v else "none"
         elif k == "attempts":
             v = f"{v} of {job.max_retries + 1} allowed"
+        elif isinstance(v, (list, dict)):
+            v = json.dumps(v, ensure_ascii=False)
         print(f"{k.ljust(width)}  {'-' if v is None else v}")
     if job.attempts or job.output:
         note = " (truncated: last 64 KiB)" if job.output_truncated else ""

@@ -49,6 +49,16 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1e9 seconds: {text!r}")
+    return value
+
+
 _nonneg_int = _int_at_least(0)
 _pos_int = _int_at_least(1)
 
@@ -72,6 +82,17 @@ def build_parser() -> Parser:
                    help="a JSON object, or '-' to read JSON Lines / a JSON array from stdin")
     p.add_argument("--file", "-f", metavar="F",
                    help="read JSON Lines or a JSON array from file F")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="an id that exists with the same command is not an error "
+                        "(prints 'exists ID')")
+
+    p = cmd("wait", "wait until jobs are completed or dead (exit 0: all completed, "
+            "1: not all, 124: timed out)", "jobs:wait")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true",
+                   help="wait until no job is pending, failed or processing")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                   help="give up after S seconds (exit 124)")
 
     w = cmd("worker", "start or stop workers", None)
     wsub = w.add_subparsers(dest="worker_command", metavar="SUBCOMMAND", parser_class=Parser)

@@ -28,6 +28,21 @@ ENDINGS = {"complete": ("completed", "completed"),
 IMPORTED = '{"imported": true}'     # detail of an imported job's first event
 
 
+def skip_existing_jobs(jobs: list[NewJob], existing: dict) -> "tuple[list[NewJob], list[str]]":
+    """(jobs still to insert, ids that exist with the same command); Conflict
+    if an id exists with a different command."""
+    from queuectl.errors import Conflict
+    keep, existed = [], []
+    for j in jobs:
+        if j.id not in existing:
+            keep.append(j)
+        elif existing[j.id] == j.command:
+            existed.append(j.id)
+        else:
+            raise Conflict(f"job {j.id} already exists with a different command")
+    return keep, existed
+
+
 def ending(decision, job: Job, now: int):
     """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
     state, event = ENDINGS[decision.action]
@@ -94,10 +109,12 @@ class Store(ABC):
 
     # ------------------------------------------------------------ jobs: writes
     @abstractmethod
-    def enqueue(self, jobs: list[NewJob]) -> None:
+    def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
         """Insert all jobs as `pending` (event `enqueued`), all or nothing.
 
         Raises DuplicateJob if any id exists already; then nothing is written.
+        With `skip_existing`, a job whose id exists with the same command is
+        left out (its id is returned); a different command still raises.
         """
 
     @abstractmethod

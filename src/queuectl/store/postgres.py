@@ -30,11 +30,11 @@ from queuectl import config as cfgmod
 from queuectl.clock import iso
 from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
                              StoreError)
-from queuectl.model import STATES, Job, NewJob
-from queuectl.store.base import IMPORTED, Store, ending, event_dict, migrations, rescue_error
+from queuectl.model import STATES, Job, NewJob, options_json
+from queuectl.store.base import IMPORTED, Store, skip_existing_jobs, ending, event_dict, migrations, rescue_error
 
 APP = "queuectl"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
@@ -51,20 +51,21 @@ def _iso_sql(expr: str) -> str:
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at")
+            "worker_id, lease_expires_at, options")
 J_COLS = ", ".join("j." + c.strip() for c in JOB_COLS.split(","))
 
 SQL_ENQUEUE = f"""
 WITH clock AS (SELECT {NOW} AS n),
 new AS (
     INSERT INTO queuectl_jobs (id, command, max_retries, priority, run_at, timeout,
-                               created_at, updated_at)
+                               created_at, updated_at, options)
     SELECT u.id, u.command, u.max_retries, u.priority, COALESCE(u.run_at, clock.n + u.delay),
-           u.timeout, clock.n, clock.n
+           u.timeout, clock.n, clock.n, u.options
     FROM unnest(%(ids)s::text[], %(commands)s::text[], %(max_retries)s::bigint[],
                 %(priorities)s::bigint[], %(run_ats)s::bigint[], %(delays)s::bigint[],
-                %(timeouts)s::float8[])
-         WITH ORDINALITY AS u(id, command, max_retries, priority, run_at, delay, timeout, ord),
+                %(timeouts)s::float8[], %(options)s::text[])
+         WITH ORDINALITY AS u(id, command, max_retries, priority, run_at, delay, timeout,
+                              options, ord),
          clock
     ORDER BY u.ord
     RETURNING id, created_at),
@@ -387,12 +388,20 @@ class PostgresStore(Store):
             raise self._fail(e) from None
 
     # ------------------------------------------------------------ jobs: writes
-    def enqueue(self, jobs: list[NewJob]) -> None:
+    def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
+        existed: list[str] = []
+        if skip_existing:
+            found = dict(self._rows("SELECT id, command FROM queuectl_jobs "
+                                    "WHERE id = ANY(%s::text[])", ([j.id for j in jobs],)))
+            jobs, existed = skip_existing_jobs(jobs, found)
+            if not jobs:
+                return existed
         params = self._p(
             ids=[j.id for j in jobs], commands=[_text(j.command) for j in jobs],
             max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
             run_ats=[j.run_at for j in jobs], delays=[round(j.delay * 1000) for j in jobs],
-            timeouts=[float(j.timeout) for j in jobs], channel=self.channel)
+            timeouts=[float(j.timeout) for j in jobs],
+            options=[options_json(j.options) for j in jobs], channel=self.channel)
         conn = self._ensure()
         try:
             conn.execute(SQL_ENQUEUE, params)
@@ -400,13 +409,14 @@ class PostgresStore(Store):
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
         except psycopg.Error as e:
             raise self._fail(e) from None
+        return existed
 
     def import_jobs(self, jobs: list[Job]) -> None:
         cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
                 "timeout", "created_at", "updated_at", "started_at", "finished_at",
-                "exit_code", "last_error", "output", "output_truncated")
+                "exit_code", "last_error", "output", "output_truncated", "options")
         rows = [[_text(getattr(j, c)) if isinstance(getattr(j, c), str) else getattr(j, c)
-                 for c in cols] for j in jobs]
+                 for c in cols[:-1]] + [options_json(j.options)] for j in jobs]
         conn = self._ensure()
         try:
             with conn.transaction():

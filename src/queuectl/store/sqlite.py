@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
-from queuectl.model import STATES, Job, NewJob
-from queuectl.store.base import IMPORTED, Store, detail_json, ending, event_dict, migrations, rescue_error
+from queuectl.model import STATES, Job, NewJob, options_json
+from queuectl.store.base import IMPORTED, skip_existing_jobs, Store, detail_json, ending, event_dict, migrations, rescue_error
 
 APP = "queuectl"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -30,15 +30,15 @@ STALE_WORKER_TTL = 3_600_000   # ms a dead worker's row is kept after it expired
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at")
+            "worker_id, lease_expires_at, options")
 
 SQL_INSERT_JOB = (
     "INSERT INTO jobs (id, command, max_retries, priority, run_at, timeout, "
-    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    "created_at, updated_at, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_IMPORT_JOB = (
     "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout, "
     "created_at, updated_at, started_at, finished_at, exit_code, last_error, output, "
-    "output_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "output_truncated, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_INSERT_EVENT = (
     "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)")
@@ -72,7 +72,8 @@ def _import_row(j: Job, now: int) -> tuple:
             now if j.created_at is None else j.created_at,
             now if j.updated_at is None else j.updated_at, j.started_at,
             now if j.finished_at is None and j.state in ("completed", "dead") else j.finished_at,
-            j.exit_code, j.last_error, j.output, int(bool(j.output_truncated)))
+            j.exit_code, j.last_error, j.output, int(bool(j.output_truncated)),
+            options_json(j.options))
 
 
 class _Duplicate(Exception):
@@ -264,20 +265,36 @@ class SQLiteStore(Store):
         return self.clock.now_ms()
 
     # ------------------------------------------------------------ jobs: writes
-    def enqueue(self, jobs: list[NewJob]) -> None:
+    def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
+        existed: list[str] = []
         try:
             with self._write() as (c, now):
+                if skip_existing:
+                    jobs, existed = skip_existing_jobs(jobs, self._existing(
+                        c, [j.id for j in jobs]))
                 try:
                     c.executemany(SQL_INSERT_JOB, [
                         (j.id, j.command, j.max_retries, j.priority,
                          j.run_at if j.run_at is not None else now + round(j.delay * 1000),
-                         j.timeout, now, now) for j in jobs])
+                         j.timeout, now, now, options_json(j.options)) for j in jobs])
                 except sqlite3.IntegrityError:
                     raise _Duplicate from None       # _write rolls back
                 c.executemany(SQL_INSERT_EVENT,
                               [(j.id, "enqueued", 0, now, None, None) for j in jobs])
         except _Duplicate:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+        return existed
+
+    @staticmethod
+    def _existing(c, ids: list[str]) -> dict:
+        """{id: command} of the ids that exist."""
+        found = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            found.update(c.execute(
+                f"SELECT id, command FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall())
+        return found
 
     def import_jobs(self, jobs: list[Job]) -> None:
         try:
