@@ -6,6 +6,7 @@ import sqlite3
 
 from queuectl.store import open_store
 from queuectl.store.base import migrations
+from queuectl.store.sqlite import SCHEMA_VERSION
 
 OLD_JOB = ("old", "echo from v1", 3, 0, 1_700_000_000_000, 0.0, 1_700_000_000_000,
            1_700_000_000_000)
@@ -52,11 +53,14 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_jobs(backend, db_url):
     # Any command upgrades it (a read needs the new columns too) ...
     with open_store(db_url, create=False) as store:
         assert store.get_job("old").command == "echo from v1"
-    assert _version(backend, db_url) == "2"
-    # ... and the old job runs as before.
+    assert _version(backend, db_url) == str(SCHEMA_VERSION)
+    # ... and the old job runs as before, its history kept.
     with open_store(db_url) as store:
-        assert store.get_job("old").options is None
+        old = store.get_job("old")
+        assert old.options is None and old.queue == "default"
+        if backend == "sqlite":
+            assert [e["event"] for e in store.history("old")] == ["enqueued"]
         store.register_worker("w", "h", 1, 30)
         job = store.claim("w", 30)
         assert job.id == "old"
-    assert _version(backend, db_url) == "2"
+    assert _version(backend, db_url) == str(SCHEMA_VERSION)

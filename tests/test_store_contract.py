@@ -87,6 +87,9 @@ def put_in_state(store, clock, job_id, state, worker_id="w1"):
     store.enqueue([nj(job_id, max_retries=0 if state == "dead" else 3)])
     if state == "pending":
         return store.get_job(job_id)
+    if state == "cancelled":
+        assert store.cancel(job_id) == "cancelled"
+        return store.get_job(job_id)
     job = claim_one(store, worker_id, job_id)
     if state == "processing":
         return job
@@ -616,7 +619,7 @@ def test_dlq_retry_all_returns_the_count_and_touches_only_dead_jobs(store, clock
 def test_counts_has_every_state(store, clock):
     assert store.counts() == dict.fromkeys(STATES, 0)
     register(store, "w1")
-    for state in ("dead", "completed", "failed", "processing", "pending"):
+    for state in ("dead", "completed", "failed", "processing", "pending", "cancelled"):
         put_in_state(store, clock, f"job-{state}", state)
     assert store.counts() == dict.fromkeys(STATES, 1)
     store.enqueue([nj("p2"), nj("p3")])
@@ -800,7 +803,8 @@ def test_concurrent_claims_from_several_processes_run_each_job_exactly_once(make
 # ---------------------------------------------------------------- the state machine
 
 EVENT_STATE = {"enqueued": "pending", "processing": "processing", "completed": "completed",
-               "retry_scheduled": "failed", "dead": "dead", "dlq_retry": "pending"}
+               "retry_scheduled": "failed", "dead": "dead", "dlq_retry": "pending",
+               "cancelled": "cancelled"}
 
 
 def test_every_state_change_is_an_allowed_transition(make_store, clock):
@@ -827,17 +831,33 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     job = store.claim("w2", 30)
     store.finish(job, Outcome("succeeded", 0), COMPLETE)       # processing -> completed
 
-    state = "new"
+    from queuectl.store.base import CANCEL
+    store.enqueue([NewJob("c1", "true", max_retries=1)])
+    assert store.cancel("c1") == "cancelled"                   # pending -> cancelled
+    store.enqueue([NewJob("c2", "true", max_retries=1)])
+    job = store.claim("w2", 30)
+    store.finish(job, fail, Decision("retry", 1.0))
+    assert store.cancel("c2") == "cancelled"                   # failed -> cancelled
+    store.enqueue([NewJob("c3", "true", max_retries=1)])
+    job = store.claim("w2", 30)
+    assert store.cancel("c3") == "cancelling"
+    assert store.cancel_requested("c3")
+    store.finish(job, Outcome("interrupted", None, "cancelled"), CANCEL)  # processing -> c.
+
     seen = []
-    for e in store.history("j"):
-        assert e["event"] in EVENTS, e
-        if e["event"] == "lease_expired":
-            continue
-        nxt = EVENT_STATE[e["event"]]
-        assert (state, nxt) in TRANSITIONS, (state, nxt)
-        seen.append((state, nxt))
-        state = nxt
-    assert state == "completed"
+    for job_id, final in (("j", "completed"), ("c1", "cancelled"), ("c2", "cancelled"),
+                          ("c3", "cancelled")):
+        state = "new"
+        for e in store.history(job_id):
+            assert e["event"] in EVENTS, e
+            if e["event"] == "lease_expired":
+                continue
+            nxt = EVENT_STATE[e["event"]]
+            assert (state, nxt) in TRANSITIONS, (state, nxt)
+            seen.append((state, nxt))
+            state = nxt
+        assert state == final
+        assert store.get_job(job_id).state == final
     assert set(seen) == set(TRANSITIONS), set(TRANSITIONS) - set(seen)
 
 
@@ -914,3 +934,50 @@ def test_skip_existing_enqueue(store, clock):
     assert [j.id for j in store.list_jobs()] == ["a", "b"], "all or nothing"
     with pytest.raises(DuplicateJob):
         store.enqueue([nj("a", command="echo a")])
+
+
+
+def test_cancel_rules(store, clock):
+    register(store, "w1")
+    with pytest.raises(NotFound):
+        store.cancel("nope")
+    done = put_in_state(store, clock, "done", "completed")
+    with pytest.raises(Conflict):
+        store.cancel("done")
+    assert store.get_job("done") == done, "a terminal job is unchanged"
+    # A running job whose worker is lost while cancelling is cancelled, not retried.
+    store.enqueue([nj("run", max_retries=5)])
+    claim_one(store, "w1", "run")
+    assert store.cancel("run") == "cancelling"
+    assert store.get_job("run").state == "processing"
+    store.deregister_worker("w1")
+    store.rescue_expired(lambda j: Decision("retry", 0.0))
+    gone = store.get_job("run")
+    assert gone.state == "cancelled" and gone.finished_at is not None
+
+
+def test_queues_pause_and_limit_in_the_claim(store, clock):
+    register(store, "w1")
+    register(store, "w2")
+    store.enqueue([NewJob("a1", "true", 0, queue="a"), NewJob("a2", "true", 0, queue="a"),
+                   NewJob("b1", "true", 0, queue="b")])
+    store.set_queue("a", paused=True)
+    assert store.claim("w1", 30).id == "b1", "a paused queue is skipped"
+    assert store.claim("w1", 30) is None
+    store.set_queue("a", paused=False, limit=1)
+    assert store.claim("w1", 30).id == "a1"
+    assert store.claim("w2", 30) is None, "the limit of 1 is reached"
+    store.set_queue("a", limit=0)
+    assert store.claim("w2", 30).id == "a2"
+    rows = {q["name"]: q for q in store.queues()}
+    assert rows["a"]["processing"] == 2 and rows["a"]["limit"] == 0
+    assert rows["a"]["paused"] is False
+    assert rows["b"]["processing"] == 1
+
+
+def test_claim_only_from_the_workers_queues(store, clock):
+    register(store, "w1")
+    store.enqueue([NewJob("d", "true", 0), NewJob("x", "true", 0, queue="mail")])
+    assert store.claim("w1", 30, ["mail", "other"]).id == "x"
+    assert store.claim("w1", 30, ["mail"]) is None
+    assert store.claim("w1", 30).id == "d"

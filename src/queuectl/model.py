@@ -13,9 +13,10 @@ import re
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
 
-PENDING, PROCESSING, COMPLETED, FAILED, DEAD = (
-    "pending", "processing", "completed", "failed", "dead")
-STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
+    "pending", "processing", "completed", "failed", "dead", "cancelled")
+STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
+TERMINAL = (COMPLETED, DEAD, CANCELLED)
 # The whole state machine. The store's guarded statements implement exactly
 # these edges; the contract suite checks every change it sees against them.
 TRANSITIONS = {
@@ -26,10 +27,13 @@ TRANSITIONS = {
     (PROCESSING, FAILED): "retry (or rescue of an expired lease)",
     (PROCESSING, DEAD): "bury (or rescue of an expired lease)",
     (DEAD, PENDING): "dlq retry",
+    (PENDING, CANCELLED): "cancel",
+    (FAILED, CANCELLED): "cancel",
+    (PROCESSING, CANCELLED): "cancel (the worker kills the command)",
 }
 
 EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",
-          "dlq_retry", "lease_expired")
+          "dlq_retry", "lease_expired", "cancelled")
 
 ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_COMMAND_BYTES = 65536
@@ -39,8 +43,9 @@ MAX_INT = 2**31 - 1
 MAX_BATCH = 100_000
 
 # Payload fields; any other field is rejected.
-FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
-          "fatal_exit_codes", "cwd", "env")
+FIELDS = ("id", "command", "queue", "max_retries", "priority", "run_at", "delay",
+          "timeout", "fatal_exit_codes", "cwd", "env")
+DEFAULT_QUEUE = "default"
 # Limits on the optional run settings (documented in the README).
 MAX_CWD_BYTES = 4096
 MAX_ENV_VARS = 1000
@@ -61,11 +66,12 @@ class NewJob:
     """A validated enqueue request. `run_at` is absolute (ms) or None (= now + delay)."""
 
     __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
-                 "options")
+                 "options", "queue")
 
     def __init__(self, id: str, command: str, max_retries: int, priority: int = 0,
                  run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0,
-                 options: "dict | None" = None):
+                 options: "dict | None" = None, queue: str = "default"):
+        self.queue = queue
         self.id, self.command, self.max_retries = id, command, max_retries
         self.priority, self.run_at, self.delay, self.timeout = priority, run_at, delay, timeout
         # fatal_exit_codes / cwd / env, only those given; None if none was.
@@ -85,16 +91,17 @@ class Job:
     FIELDS = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
               "timeout", "created_at", "updated_at", "started_at", "finished_at",
               "exit_code", "last_error", "worker_id", "lease_expires_at", "options",
-              "output", "output_truncated")
+              "queue", "output", "output_truncated")
     __slots__ = FIELDS
 
     def __init__(self, id, command, state, attempts, max_retries, priority, run_at,
                  timeout, created_at, updated_at, started_at=None, finished_at=None,
                  exit_code=None, last_error=None, worker_id=None, lease_expires_at=None,
-                 options=None, output=None, output_truncated=False):
+                 options=None, queue="default", output=None, output_truncated=False):
         if isinstance(options, str):          # as stored: a JSON object
             options = json.loads(options)
         self.options = options or None
+        self.queue = queue
         self.id, self.command, self.state = id, command, state
         self.attempts, self.max_retries, self.priority = attempts, max_retries, priority
         self.run_at, self.timeout = run_at, timeout
@@ -121,6 +128,7 @@ class Job:
         d = {
             "id": self.id,
             "command": self.command,
+            "queue": self.queue,
             "state": self.state,
             "attempts": self.attempts,
             "max_retries": self.max_retries,
@@ -244,9 +252,13 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     else:
         timeout = float(timeout)
 
+    queue = obj.get("queue", DEFAULT_QUEUE)
+    if not valid_id(queue):
+        raise InvalidInput("field 'queue' must be a string of 1-128 letters, digits or '._:-'")
+
     return NewJob(id=job_id, command=command, max_retries=max_retries,
                   priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
-                  options=_options(obj))
+                  options=_options(obj), queue=queue)
 
 
 def _utf8_len(text: str, field: str) -> int:
@@ -444,11 +456,11 @@ def parse_exported(obj: object) -> Job:
                           "true or false"))
     if state == "processing":
         state = "pending"
-    if state in ("completed", "dead"):
+    if state in TERMINAL:
         finished = finished or updated or created
     else:
         finished = None
     # Times left out (None) become the importing store's "now".
     return Job(new.id, new.command, state, attempts, new.max_retries, new.priority,
                new.run_at, new.timeout, created, updated, started, finished, exit_code,
-               last_error, None, None, new.options, output, truncated)
+               last_error, None, None, new.options, new.queue, output, truncated)

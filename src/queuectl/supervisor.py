@@ -33,7 +33,8 @@ def _log(msg: str) -> None:
 
 class Supervisor:
     def __init__(self, url: str, count: int, *, burst: bool = False, quiet: bool = False,
-                 debug: bool = False):
+                 debug: bool = False, queues: "list[str] | None" = None):
+        self.queues = queues
         self.url, self.count, self.burst = url, count, burst
         self.quiet, self.debug = quiet, debug
         self.children: dict[int, int] = {}     # pid -> slot
@@ -161,7 +162,8 @@ class Supervisor:
         if store is None:
             return 0
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
-                        quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host)
+                        quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host,
+                        queues=self.queues)
         signal.signal(signal.SIGTERM, worker.on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         try:

@@ -15,6 +15,7 @@ import time
 from queuectl import log, policy, runner
 from queuectl.errors import LeaseLost, QueueError
 from queuectl.runner import Outcome
+from queuectl.store.base import CANCEL, CANCELLED_ERROR
 
 TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
@@ -30,7 +31,8 @@ def heartbeat_interval(lease_timeout: float) -> float:
 class Worker:
     def __init__(self, store, worker_id: str, *, burst: bool = False,
                  parent_pid: "int | None" = None, quiet: bool = False,
-                 wake_fds: tuple = (), host: "str | None" = None):
+                 wake_fds: tuple = (), host: "str | None" = None,
+                 queues: "list[str] | None" = None):
         self.store = store
         self.id = worker_id
         self.burst = burst
@@ -39,6 +41,8 @@ class Worker:
         # (signal pipe, supervisor's life pipe): readable = stop waiting.
         self.wake_fds = wake_fds
         self.host = host or socket.gethostname()
+        self.queues = list(queues) if queues else None      # None: every queue
+        self.cancelling = False
         self.stop_mode: "str | None" = None      # None, "graceful", "hard"
         self.orphaned = False
         self.lease_lost = False
@@ -85,7 +89,8 @@ class Worker:
                     if self.orphaned or (self.stop_mode and job is None):
                         break
                     if job is None:
-                        job = self.store.claim(self.id, self.cfg["lease_timeout"])
+                        job = self.store.claim(self.id, self.cfg["lease_timeout"],
+                                               self.queues)
                     if job is None:
                         if self.burst and not self.store.has_unfinished():
                             self.log("no jobs left (burst): exiting")
@@ -131,8 +136,9 @@ class Worker:
 
     def execute(self, job):
         """Run one claimed job; record the result. Returns the next claimed job, if any."""
-        self.job, self.lease_lost = job, False
+        self.job, self.lease_lost, self.cancelling = job, False, False
         self._renewed = time.monotonic()
+        self._next["stop"] = min(self._next["stop"], time.monotonic() + STOP_CHECK)
         opts = job.options or {}
         env = self.base_env.copy()
         env.update(opts.get("env") or {})
@@ -153,8 +159,13 @@ class Worker:
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
                      "this attempt's result is discarded", always=True)
             return None
-        decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg,
-                                 fatal=opts.get("fatal_exit_codes") or ())
+        if self.cancelling:
+            outcome = Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR,
+                              outcome.output, outcome.truncated, outcome.duration)
+            decision = CANCEL
+        else:
+            decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg,
+                                     fatal=opts.get("fatal_exit_codes") or ())
         nxt = None
         try:
             nxt = self._record(job, outcome, decision)
@@ -173,7 +184,8 @@ class Worker:
             more = self.stop_mode is None and not self.orphaned
             try:
                 nxt = self.store.finish(job, outcome, decision,
-                                        self.cfg["lease_timeout"] if more else None)
+                                        self.cfg["lease_timeout"] if more else None,
+                                        self.queues)
                 self.log(self._describe(job, outcome, decision))
                 return nxt
             except LeaseLost:
@@ -204,7 +216,7 @@ class Worker:
         except QueueError:
             return False
         return any(e.get("worker_id") == self.id and e["attempt"] == job.attempts
-                   and e["event"] in ("completed", "retry_scheduled", "dead")
+                   and e["event"] in ("completed", "retry_scheduled", "dead", "cancelled")
                    for e in events)
 
     def _db_trouble(self, e: Exception) -> None:
@@ -214,6 +226,8 @@ class Worker:
 
     def _describe(self, job, outcome: Outcome, decision) -> str:
         took = f"{outcome.duration:.3f}s"
+        if decision.action == "cancel":
+            return f"job {job.id} cancelled after {took}"
         if decision.action == "complete":
             return f"job {job.id} completed in {took}"
         if decision.action == "retry":
@@ -228,6 +242,8 @@ class Worker:
         self.housekeeping()
         if self.orphaned:
             return "the worker's supervisor died"
+        if self.cancelling:
+            return "cancelled"
         unrenewed = time.monotonic() - self._renewed
         if not self.lease_lost and unrenewed > LEASE_MARGIN * float(self.cfg["lease_timeout"]):
             # We could not reach the database to renew the lease: by now another
@@ -279,6 +295,12 @@ class Worker:
                 if self.stop_mode is None and self.store.stop_requested(self.id):
                     self.stop_mode = "graceful"
                     self.log("stop requested (queuectl worker stop)", always=True)
+                job = self.job
+                if job is not None and not self.cancelling and \
+                        self.store.cancel_requested(job.id):
+                    self.cancelling = True
+                    self.log(f"job {job.id}: cancel requested; killing the command",
+                             always=True)
                 nxt["stop"] = now + STOP_CHECK
             if now >= nxt["rescue"]:
                 for job in self.store.rescue_expired(self._decide_lost):

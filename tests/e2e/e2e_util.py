@@ -24,7 +24,7 @@ wait_until = _root.wait_until
 QUEUECTL = _root.QUEUECTL
 
 ISO_MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-STATES = ("pending", "processing", "completed", "failed", "dead")
+STATES = ("pending", "processing", "completed", "failed", "dead", "cancelled")
 EMPTY_COUNTS = dict.fromkeys(STATES, 0)
 
 

@@ -12,6 +12,7 @@ from e2e_util import assert_one_error_line, events, snapshot
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.backends("sqlite")   # worker and runner behaviour; the store side is in the contract suite
 def test_fatal_exit_code_goes_straight_to_the_dlq(cli):
     cli.enqueue(id="badargs", command="exit 2", max_retries=3, fatal_exit_codes=[2, 64])
     cli.enqueue(id="transient", command="exit 3", max_retries=3, fatal_exit_codes=[2])
@@ -27,6 +28,7 @@ def test_fatal_exit_code_goes_straight_to_the_dlq(cli):
     p.wait(10)
 
 
+@pytest.mark.backends("sqlite")   # worker and runner behaviour; the store side is in the contract suite
 def test_cwd_and_env(cli, tmp_path):
     work = tmp_path / "work dir"
     work.mkdir()
@@ -69,6 +71,7 @@ def test_bad_run_settings_are_rejected(cli, payload, word):
     assert snapshot(cli) == before
 
 
+@pytest.mark.backends("sqlite")   # CLI behaviour; the store side is in the contract suite
 def test_skip_existing(cli):
     assert cli.ok("enqueue", json.dumps({"id": "once", "command": "echo 1"})) == \
         "enqueued once\n"
@@ -108,6 +111,7 @@ def test_wait_for_jobs(cli):
     p.wait(10)
 
 
+@pytest.mark.backends("sqlite")   # CLI behaviour; the store side is in the contract suite
 def test_wait_all_prints_plain_progress_without_a_terminal(cli):
     for i in range(5):
         cli.enqueue(id=f"w{i}", command="sleep 0.2")
@@ -115,7 +119,7 @@ def test_wait_all_prints_plain_progress_without_a_terminal(cli):
     r = cli.run("wait", "--all", timeout=60)
     assert r.returncode == 0, r
     lines = r.stdout.splitlines()
-    assert lines[-1] == "drained: 5 completed, 0 dead"
+    assert lines[-1] == "drained: 5 completed, 0 dead, 0 cancelled"
     assert all("\r" not in line for line in lines)
     assert "0 left, 5 done, 0 running" in lines
     p.kill()

@@ -200,11 +200,12 @@ def test_read_commands_on_an_empty_database_create_no_tables(cli):
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
                               (_schema(cli),)).fetchone()[0]
     assert tables == 0
-    assert cli.ok("migrate").startswith("schema version 2: postgresql://")
+    from queuectl.store.postgres import SCHEMA_VERSION
+    assert cli.ok("migrate").startswith(f"schema version {SCHEMA_VERSION}: postgresql://")
     with _pg() as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
                               (_schema(cli),)).fetchone()[0]
-    assert tables == 5
+    assert tables == 6
 
 
 def test_racing_first_commands_migrate_once(cli):

@@ -58,7 +58,8 @@ def test_backoff_spacing_then_dlq_then_retry(cli):
     assert job["attempts"] == 0
     assert cli.json("dlq", "list") == []
     assert events(cli, "flaky")[-1] == "dlq_retry"
-    assert counts(cli) == {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0}
+    assert counts(cli) == {"pending": 1, "processing": 0, "completed": 0, "failed": 0, "dead": 0,
+                           "cancelled": 0}
 
 
 def test_dlq_retry_makes_the_job_runnable_again(cli, tmp_path):
@@ -75,6 +76,7 @@ def test_dlq_retry_makes_the_job_runnable_again(cli, tmp_path):
     assert job["exit_code"] == 0 and job["last_error"] is None
 
 
+@pytest.mark.backends("sqlite")   # CLI error paths; the store's NotFound/Conflict are in the contract suite
 def test_dlq_retry_of_non_dead_or_unknown_id_changes_nothing(cli):
     _kill_dead(cli, "deadjob")
     cli.enqueue(id="done", command="true")

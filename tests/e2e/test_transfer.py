@@ -36,7 +36,7 @@ def test_export_import_round_trip_into_either_backend(cli, tmp_path):
     assert cli.ok("import", input=exported) == "imported 4 jobs\n"
     assert cli.ok("export") == exported
     assert counts(cli) == {"pending": 2, "processing": 0, "completed": 1, "failed": 0,
-                           "dead": 1}
+                           "dead": 1, "cancelled": 0}
     assert [e.get("imported") for e in history(cli, "bad")] == [True]
     # The imported jobs are live: the pending one runs, the dead one can be retried.
     cli.ok("dlq", "retry", "bad")
@@ -71,6 +71,7 @@ def test_a_processing_job_is_imported_as_pending(cli):
 
 
 def test_migrate_reports_the_schema_version(cli):
-    assert cli.ok("migrate").startswith("schema version 2: ")
-    assert cli.ok("migrate").startswith("schema version 2: ")   # idempotent
+    from queuectl.store.sqlite import SCHEMA_VERSION
+    assert cli.ok("migrate").startswith(f"schema version {SCHEMA_VERSION}: ")
+    assert cli.ok("migrate").startswith(f"schema version {SCHEMA_VERSION}: ")   # idempotent
     assert counts(cli)["pending"] == 0

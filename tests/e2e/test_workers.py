@@ -179,6 +179,7 @@ def test_second_sigterm_kills_job_and_hands_it_back(cli, tmp_path):
     assert job["output"] == "ok-2\n"
 
 
+@pytest.mark.backends("sqlite")   # about SQLite's write lock; PostgreSQL readers never wait for writers
 def test_status_and_enqueue_answer_within_a_second_while_jobs_run(cli, tmp_path):
     log = tmp_path / "w.log"
     p = start_logged(cli, log, "--count", "2")

@@ -8,7 +8,7 @@ import sys
 from queuectl.cli import render
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.clock import iso
-from queuectl.model import STATES, fill_defaults, parse_many, parse_one, valid_id
+from queuectl.model import STATES, TERMINAL, fill_defaults, parse_many, parse_one, valid_id
 from queuectl.store import open_store, resolve_url
 
 
@@ -84,7 +84,7 @@ def wait(args) -> int:
             if args.all:
                 counts = store.counts()
                 left = counts["pending"] + counts["failed"] + counts["processing"]
-                done = counts["completed"] + counts["dead"]
+                done = counts["completed"] + counts["dead"] + counts["cancelled"]
                 now = time.monotonic()
                 if tty:
                     total = max(1, left + done)
@@ -100,11 +100,12 @@ def wait(args) -> int:
                     if tty:
                         sys.stdout.write("\n")
                     dead = counts["dead"] - dead_before
-                    print(f"drained: {counts['completed']} completed, {counts['dead']} dead")
+                    print(f"drained: {counts['completed']} completed, {counts['dead']} dead, "
+                          f"{counts['cancelled']} cancelled")
                     return 1 if dead > 0 else 0
             else:
                 states = {i: store.get_job(i).state for i in ids}
-                if all(st in ("completed", "dead") for st in states.values()):
+                if all(st in TERMINAL for st in states.values()):
                     for i in ids:
                         print(f"{i} {states[i]}")
                     return 0 if all(st == "completed" for st in states.values()) else 1

@@ -103,6 +103,8 @@ def build_parser() -> Parser:
     p.add_argument("--burst", action="store_true",
                    help="exit once no job is pending, failed or processing")
     p.add_argument("--quiet", "-q", action="store_true", help="log only problems")
+    p.add_argument("--queue", action="append", metavar="NAME", dest="queues",
+                   help="only take jobs from this queue (repeatable; default: every queue)")
     p = cmd("stop", "ask every running worker to finish its job and exit",
             "workers:stop", wsub)
     p.add_argument("--wait", action="store_true", help="wait until they have exited")
@@ -141,6 +143,25 @@ def build_parser() -> Parser:
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true", help="retry every dead job")
 
+    p = cmd("cancel", "cancel a job: a waiting one at once, a running one is killed",
+            "control:cancel")
+    p.add_argument("id")
+
+    q = cmd("queue", "named queues: list, pause, resume, limit", None)
+    qsub = q.add_subparsers(dest="queue_command", metavar="SUBCOMMAND", parser_class=Parser)
+    p = cmd("list", "every queue with its job counts, paused flag and limit",
+            "control:queue_list", qsub)
+    _json(p)
+    p = cmd("pause", "stop claiming from a queue (running jobs finish)",
+            "control:queue_pause", qsub)
+    p.add_argument("name")
+    p = cmd("resume", "claim from a paused queue again", "control:queue_resume", qsub)
+    p.add_argument("name")
+    p = cmd("limit", "run at most N jobs of a queue at once, on all hosts (0 = no limit)",
+            "control:queue_limit", qsub)
+    p.add_argument("name")
+    p.add_argument("n", type=_nonneg_int, metavar="N")
+
     cmd("migrate", "create or upgrade the database schema (every command does it "
         "when needed)", "transfer:migrate")
     p = cmd("export", "every job, with its state and output, as JSON Lines on stdout",
@@ -175,7 +196,8 @@ def main(argv=None) -> int:
         debug = getattr(args, "debug", False)
         target = getattr(args, "target", None)
         if target is None:
-            group = {"worker": "worker", "dlq": "dlq", "config": "config"}.get(args.command)
+            group = {"worker": "worker", "dlq": "dlq", "config": "config",
+                     "queue": "queue"}.get(args.command)
             raise InvalidInput(f"{'a subcommand' if group else 'a command'} is required "
                                f"(see 'queuectl {group + ' ' if group else ''}--help')")
         module, func = target.split(":")

@@ -10,13 +10,15 @@ from queuectl.store import resolve_url
 
 
 def start(args) -> int:
+    from queuectl.cli.control import queue_name
     from queuectl.supervisor import Supervisor
     url = resolve_url(getattr(args, "db", None))
+    queues = [queue_name(q) for q in args.queues] if args.queues else None
     # Open (creating and migrating) once, so errors show before forking.
     with _store(args, create=True):
         pass
     return Supervisor(url, args.count, burst=args.burst, quiet=args.quiet,
-                      debug=getattr(args, "debug", False)).run()
+                      debug=getattr(args, "debug", False), queues=queues).run()
 
 
 def stop(args) -> int:

@@ -22,7 +22,17 @@ from queuectl.model import Job, NewJob
 # decision.action -> (new state, event)
 ENDINGS = {"complete": ("completed", "completed"),
            "retry": ("failed", "retry_scheduled"),
-           "bury": ("dead", "dead")}
+           "bury": ("dead", "dead"),
+           "cancel": ("cancelled", "cancelled")}
+CANCELLED_ERROR = "cancelled (queuectl cancel)"
+
+
+class _Decision:
+    def __init__(self, action):
+        self.action, self.delay = action, 0.0
+
+
+CANCEL = _Decision("cancel")      # how a cancelled running job ends
 
 
 IMPORTED = '{"imported": true}'     # detail of an imported job's first event
@@ -118,16 +128,18 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
+    def claim(self, worker_id: str, lease_timeout: float,
+              queues: "list[str] | None" = None) -> "Job | None":
         """Take the best ready job (`pending`/`failed`, run_at <= now; highest
         priority, then earliest run_at, then enqueue order), mark it
         `processing` for `worker_id` with a lease, count the attempt and
-        append `processing`. None if nothing is ready, or if the worker is not
-        registered or has been asked to stop."""
+        append `processing`. Only from `queues` (None: every queue), never from
+        a paused queue or one at its concurrency limit. None if nothing is
+        ready, or if the worker is not registered or has been asked to stop."""
 
     @abstractmethod
-    def finish(self, job: Job, outcome, decision,
-               next_lease: "float | None" = None) -> "Job | None":
+    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
+               queues: "list[str] | None" = None) -> "Job | None":
         """End the attempt `job` (held by job.worker_id) as `decision` says:
         complete -> `completed`, retry -> `failed` with run_at = now + delay
         (event `retry_scheduled`), bury -> `dead`. Stores the outcome's exit
@@ -140,6 +152,27 @@ class Store(ABC):
                   lease_timeout: float) -> bool:
         """Renew the worker's heartbeat and its job's lease. Returns False if
         the worker no longer holds `job_id` (it was rescued meanwhile)."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> str:
+        """`pending`/`failed` -> `cancelled` (event `cancelled`), returning
+        "cancelled"; a `processing` job is flagged for its worker to kill and
+        end as cancelled, returning "cancelling". NotFound if no such job,
+        Conflict if it has ended already."""
+
+    @abstractmethod
+    def cancel_requested(self, job_id: str) -> bool:
+        """Has a cancel been requested for this (running) job?"""
+
+    @abstractmethod
+    def queues(self) -> list[dict]:
+        """Every queue that has jobs or settings: name, paused, limit, and the
+        number of its jobs in each state."""
+
+    @abstractmethod
+    def set_queue(self, name: str, *, paused: "bool | None" = None,
+                  limit: "int | None" = None) -> None:
+        """Pause or resume a queue, or set its concurrency limit (0 = none)."""
 
     @abstractmethod
     def held_by(self, worker_id: str) -> list[Job]:
@@ -234,3 +267,17 @@ class Store(ABC):
 
     @abstractmethod
     def config_set(self, key: str, value) -> None: ...
+
+
+def queue_rows(counted, settings) -> list[dict]:
+    """queues() from (queue, state, n) rows and (name, paused, limit) rows."""
+    from queuectl.model import STATES
+    out: dict = {}
+    for name, paused, limit in settings:
+        out[name] = {"name": name, "paused": bool(paused), "limit": limit,
+                     **dict.fromkeys(STATES, 0)}
+    for name, state, n in counted:
+        row = out.setdefault(name, {"name": name, "paused": False, "limit": 0,
+                                    **dict.fromkeys(STATES, 0)})
+        row[state] = n
+    return [out[k] for k in sorted(out)]

@@ -30,17 +30,19 @@ from queuectl import config as cfgmod
 from queuectl.clock import iso
 from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
                              StoreError)
-from queuectl.model import STATES, Job, NewJob, options_json
-from queuectl.store.base import IMPORTED, Store, skip_existing_jobs, ending, event_dict, migrations, rescue_error
+from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
+from queuectl.store.base import CANCEL, CANCELLED_ERROR, IMPORTED, Store, queue_rows, skip_existing_jobs, ending, event_dict, migrations, rescue_error
 
 APP = "queuectl"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
 
 # The database's clock in epoch ms; a test's FakeClock replaces it through %(now)s.
-NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
+# statement_timestamp(), not now(): a claim that waited inside its transaction
+# (for the queue-limit lock) must not be dated before the finish it waited for.
+NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
 
 
 def _iso_sql(expr: str) -> str:
@@ -51,21 +53,21 @@ def _iso_sql(expr: str) -> str:
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at, options")
+            "worker_id, lease_expires_at, options, queue")
 J_COLS = ", ".join("j." + c.strip() for c in JOB_COLS.split(","))
 
 SQL_ENQUEUE = f"""
 WITH clock AS (SELECT {NOW} AS n),
 new AS (
     INSERT INTO queuectl_jobs (id, command, max_retries, priority, run_at, timeout,
-                               created_at, updated_at, options)
+                               created_at, updated_at, options, queue)
     SELECT u.id, u.command, u.max_retries, u.priority, COALESCE(u.run_at, clock.n + u.delay),
-           u.timeout, clock.n, clock.n, u.options
+           u.timeout, clock.n, clock.n, u.options, u.queue
     FROM unnest(%(ids)s::text[], %(commands)s::text[], %(max_retries)s::bigint[],
                 %(priorities)s::bigint[], %(run_ats)s::bigint[], %(delays)s::bigint[],
-                %(timeouts)s::float8[], %(options)s::text[])
+                %(timeouts)s::float8[], %(options)s::text[], %(queues)s::text[])
          WITH ORDINALITY AS u(id, command, max_retries, priority, run_at, delay, timeout,
-                              options, ord),
+                              options, queue, ord),
          clock
     ORDER BY u.ord
     RETURNING id, created_at),
@@ -81,13 +83,19 @@ WITH me AS (
 next AS (
     SELECT seq FROM queuectl_jobs
     WHERE state IN ('pending', 'failed') AND run_at <= {NOW} AND EXISTS (SELECT 1 FROM me)
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND queue NOT IN (
+          SELECT q.name FROM queuectl_queues q WHERE q.paused OR (q.max_running > 0 AND
+              q.max_running <= (SELECT count(*) FROM queuectl_jobs r
+                                WHERE r.state = 'processing' AND r.queue = q.name)))
     ORDER BY priority DESC, run_at, seq
     LIMIT 1 FOR UPDATE SKIP LOCKED),
 claimed AS (
     UPDATE queuectl_jobs j
     SET state = 'processing', attempts = j.attempts + 1, worker_id = %(worker)s::text,
         started_at = {NOW}, updated_at = {NOW}, lease_expires_at = {NOW} + %(lease)s::bigint,
-        finished_at = NULL, output = NULL, output_truncated = false
+        finished_at = NULL, output = NULL, output_truncated = false,
+        cancel_requested = false
     FROM next WHERE j.seq = next.seq AND j.state IN ('pending', 'failed')
     RETURNING {J_COLS}),
 ev AS (
@@ -119,7 +127,7 @@ FROM done
 """
 
 SQL_EXPIRED = f"""
-SELECT {JOB_COLS} FROM queuectl_jobs j
+SELECT {JOB_COLS}, cancel_requested FROM queuectl_jobs j
 WHERE state = 'processing' AND (lease_expires_at < %(seen)s::bigint
       OR NOT EXISTS (SELECT 1 FROM queuectl_workers w WHERE w.id = j.worker_id))
 ORDER BY lease_expires_at LIMIT 200
@@ -206,6 +214,7 @@ class PostgresStore(Store):
         self._pause = 0.0                # current reconnection backoff (s)
         self._retry_at = 0.0
         self._last_error = ""
+        self._has_limits, self._limits_checked = False, -1e9
         try:
             self._params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as e:
@@ -401,7 +410,8 @@ class PostgresStore(Store):
             max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
             run_ats=[j.run_at for j in jobs], delays=[round(j.delay * 1000) for j in jobs],
             timeouts=[float(j.timeout) for j in jobs],
-            options=[options_json(j.options) for j in jobs], channel=self.channel)
+            options=[options_json(j.options) for j in jobs],
+            queues=[j.queue for j in jobs], channel=self.channel)
         conn = self._ensure()
         try:
             conn.execute(SQL_ENQUEUE, params)
@@ -414,7 +424,7 @@ class PostgresStore(Store):
     def import_jobs(self, jobs: list[Job]) -> None:
         cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
                 "timeout", "created_at", "updated_at", "started_at", "finished_at",
-                "exit_code", "last_error", "output", "output_truncated", "options")
+                "exit_code", "last_error", "output", "output_truncated", "queue", "options")
         rows = [[_text(getattr(j, c)) if isinstance(getattr(j, c), str) else getattr(j, c)
                  for c in cols[:-1]] + [options_json(j.options)] for j in jobs]
         conn = self._ensure()
@@ -425,7 +435,7 @@ class PostgresStore(Store):
                     for i in (6, 8, 9):         # run_at, created_at, updated_at
                         if r[i] is None:
                             r[i] = now
-                    if r[11] is None and r[2] in ("completed", "dead"):
+                    if r[11] is None and r[2] in TERMINAL:
                         r[11] = now             # finished_at of a terminal job
                     r[15] = bool(r[15])
                 with conn.cursor() as cur:
@@ -468,12 +478,33 @@ class PostgresStore(Store):
             seen.add(job_id)
         return ids[0]
 
-    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
-        rows = self._rows(SQL_CLAIM, self._p(worker=worker_id,
-                                             lease=round(lease_timeout * 1000)))
+    def claim(self, worker_id: str, lease_timeout: float,
+              queues: "list[str] | None" = None) -> "Job | None":
+        params = self._p(worker=worker_id, lease=round(lease_timeout * 1000),
+                         queues=list(queues) if queues else None)
+        if not self._limited:
+            rows = self._rows(SQL_CLAIM, params)
+        else:
+            # Concurrency limits are counted under a lock on the limited
+            # queues' rows, so concurrent claims cannot both see room for one.
+            with self._tx() as (c, _):
+                c.execute("SELECT name FROM queuectl_queues WHERE max_running > 0 "
+                          "ORDER BY name FOR UPDATE")
+                rows = c.execute(SQL_CLAIM, params).fetchall()
         return Job(*rows[0]) if rows else None
 
-    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None):
+    @property
+    def _limited(self) -> bool:
+        """Does any queue have a concurrency limit? (Looked up every few seconds.)"""
+        now = time.monotonic()
+        if now >= self._limits_checked + 2.0:
+            (self._has_limits,) = self._rows(
+                "SELECT EXISTS (SELECT 1 FROM queuectl_queues WHERE max_running > 0)")[0]
+            self._limits_checked = now
+        return self._has_limits
+
+    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
+               queues: "list[str] | None" = None):
         state, event, _, _ = ending(decision, job, 0)
         error = None if state == "completed" else _text(outcome.error)
         cur = self._x(SQL_FINISH, self._p(
@@ -487,7 +518,7 @@ class PostgresStore(Store):
         if state == "failed":
             self._notify("retry")          # idle workers recompute when to look next
         if next_lease is not None:
-            return self.claim(job.worker_id, next_lease)
+            return self.claim(job.worker_id, next_lease, queues)
         return None
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
@@ -506,6 +537,46 @@ class PostgresStore(Store):
             return True
         cur = self._x(SQL_HEARTBEAT_JOB, self._p(job=job_id, worker=worker_id, lease=lease))
         return cur.rowcount == 1
+
+    def cancel(self, job_id: str) -> str:
+        with self._tx() as (c, now):
+            row = c.execute("SELECT state, attempts FROM queuectl_jobs WHERE id = %s "
+                            "FOR UPDATE", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            state, attempts = row
+            if state in ("pending", "failed"):
+                c.execute("UPDATE queuectl_jobs SET state = 'cancelled', updated_at = %s, "
+                          "finished_at = %s, last_error = %s WHERE id = %s",
+                          (now, now, CANCELLED_ERROR, job_id))
+                c.execute("INSERT INTO queuectl_events (job_id, event, attempt, at, detail) "
+                          "VALUES (%s, 'cancelled', %s, %s, %s)",
+                          (job_id, attempts, now, json.dumps({"error": CANCELLED_ERROR})))
+                return "cancelled"
+            if state == "processing":
+                c.execute("UPDATE queuectl_jobs SET cancel_requested = true WHERE id = %s",
+                          (job_id,))
+                return "cancelling"
+            raise Conflict(f"job {job_id} is {state}; there is nothing to cancel")
+
+    def cancel_requested(self, job_id: str) -> bool:
+        rows = self._rows("SELECT cancel_requested FROM queuectl_jobs WHERE id = %s",
+                          (job_id,))
+        return bool(rows and rows[0][0])
+
+    def queues(self) -> list[dict]:
+        return queue_rows(self._rows("SELECT queue, state, count(*) FROM queuectl_jobs "
+                                     "GROUP BY queue, state"),
+                          self._rows("SELECT name, paused, max_running FROM queuectl_queues"))
+
+    def set_queue(self, name: str, *, paused=None, limit=None) -> None:
+        self._x("INSERT INTO queuectl_queues (name, paused, max_running) "
+                "VALUES (%(name)s, COALESCE(%(paused)s::boolean, false), COALESCE(%(limit)s::bigint, 0)) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "paused = COALESCE(%(paused)s::boolean, queuectl_queues.paused), "
+                "max_running = COALESCE(%(limit)s::bigint, queuectl_queues.max_running)",
+                {"name": name, "paused": paused, "limit": limit})
+        self._notify("queue")          # a resumed queue or a raised limit: look again
 
     def held_by(self, worker_id: str) -> list[Job]:
         rows = self._rows(f"SELECT {JOB_COLS} FROM queuectl_jobs WHERE state = 'processing' "
@@ -527,8 +598,10 @@ class PostgresStore(Store):
             c.execute("DELETE FROM queuectl_workers WHERE expires_at < %s", (forget,))
             rows = c.execute(SQL_EXPIRED + " FOR UPDATE SKIP LOCKED", {"seen": seen}).fetchall()
             for row in rows:
-                job = Job(*row)
-                state, event, run_at, finished = ending(decide(job), job, now)
+                job = Job(*row[:-1])
+                # A job being cancelled is not retried when its worker is lost.
+                decision = CANCEL if row[-1] else decide(job)
+                state, event, run_at, finished = ending(decision, job, now)
                 error = rescue_error(job, seen)
                 cur = c.execute(SQL_RESCUE, {
                     "state": state, "now": now, "finished": finished, "run_at": run_at,

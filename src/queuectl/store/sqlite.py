@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
-from queuectl.model import STATES, Job, NewJob, options_json
-from queuectl.store.base import IMPORTED, skip_existing_jobs, Store, detail_json, ending, event_dict, migrations, rescue_error
+from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
+from queuectl.store.base import CANCEL, CANCELLED_ERROR, IMPORTED, queue_rows, skip_existing_jobs, Store, detail_json, ending, event_dict, migrations, rescue_error
 
 APP = "queuectl"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -30,25 +30,41 @@ STALE_WORKER_TTL = 3_600_000   # ms a dead worker's row is kept after it expired
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at, options")
+            "worker_id, lease_expires_at, options, queue")
 
 SQL_INSERT_JOB = (
     "INSERT INTO jobs (id, command, max_retries, priority, run_at, timeout, "
-    "created_at, updated_at, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "created_at, updated_at, options, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_IMPORT_JOB = (
     "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout, "
     "created_at, updated_at, started_at, finished_at, exit_code, last_error, output, "
-    "output_truncated, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "output_truncated, options, queue) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_INSERT_EVENT = (
     "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)")
+# Queues a claim must skip: paused, or running as many jobs as their limit.
+SQL_BLOCKED = (
+    "SELECT name FROM queues WHERE paused = 1 OR (max_running > 0 AND max_running <= "
+    "(SELECT count(*) FROM jobs r WHERE r.state = 'processing' AND r.queue = queues.name))")
 SQL_READY = (
     f"SELECT seq, {JOB_COLS} FROM jobs INDEXED BY jobs_ready "
     "WHERE state IN ('pending', 'failed') "
-    "AND run_at <= ? ORDER BY priority DESC, run_at, seq LIMIT 1")
+    f"AND run_at <= ? AND queue NOT IN ({SQL_BLOCKED}) {{only}} "
+    "ORDER BY priority DESC, run_at, seq LIMIT 1")
+
+
+def _ready(queues: "list[str] | None") -> tuple:
+    """(SQL, extra parameters) of the claim's look for the best ready job."""
+    if not queues:
+        return SQL_READY.format(only=""), ()
+    return SQL_READY.format(only=f"AND queue IN ({','.join('?' * len(queues))})"), tuple(queues)
+
+
 SQL_CLAIM = (
     "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
     "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL, "
+    "cancel_requested = 0, "
     "output = NULL, output_truncated = 0 WHERE seq = ? AND state IN ('pending', 'failed')")
 SQL_FINISH = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
@@ -56,7 +72,7 @@ SQL_FINISH = (
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
 SQL_EXPIRED = (
-    f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' AND "
+    f"SELECT {JOB_COLS}, cancel_requested FROM jobs WHERE state = 'processing' AND "
     "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
 SQL_INSERT_WORKER = (
     "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, expires_at) "
@@ -71,9 +87,9 @@ def _import_row(j: Job, now: int) -> tuple:
             now if j.run_at is None else j.run_at, j.timeout,
             now if j.created_at is None else j.created_at,
             now if j.updated_at is None else j.updated_at, j.started_at,
-            now if j.finished_at is None and j.state in ("completed", "dead") else j.finished_at,
+            now if j.finished_at is None and j.state in TERMINAL else j.finished_at,
             j.exit_code, j.last_error, j.output, int(bool(j.output_truncated)),
-            options_json(j.options))
+            options_json(j.options), j.queue)
 
 
 class _Duplicate(Exception):
@@ -179,6 +195,10 @@ class SQLiteStore(Store):
         c = self.conn
         if self._read("PRAGMA journal_mode")[0][0].lower() != "wal":
             self._retry_busy(c.execute, "PRAGMA journal_mode = WAL")
+        # Table rebuilds (new CHECKs) drop and rename tables that foreign keys
+        # point at: the keys are off for the migration (a no-op inside a
+        # transaction, hence here) and checked before the commit.
+        c.execute("PRAGMA foreign_keys = OFF")
         self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         try:
             version = self._schema_version()        # again, now under the write lock
@@ -186,12 +206,17 @@ class SQLiteStore(Store):
                 if number > version:
                     for stmt in _statements(script):
                         c.execute(stmt)
+            if c.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise StoreError(f"database {self.path}: migration broke a foreign key; "
+                                 "nothing was changed")
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('app', ?), "
                       "('schema_version', ?)", (APP, str(SCHEMA_VERSION)))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        finally:
+            c.execute("PRAGMA foreign_keys = ON")
 
     def close(self) -> None:
         self.conn.close()
@@ -276,7 +301,8 @@ class SQLiteStore(Store):
                     c.executemany(SQL_INSERT_JOB, [
                         (j.id, j.command, j.max_retries, j.priority,
                          j.run_at if j.run_at is not None else now + round(j.delay * 1000),
-                         j.timeout, now, now, options_json(j.options)) for j in jobs])
+                         j.timeout, now, now, options_json(j.options), j.queue)
+                        for j in jobs])
                 except sqlite3.IntegrityError:
                     raise _Duplicate from None       # _write rolls back
                 c.executemany(SQL_INSERT_EVENT,
@@ -339,13 +365,15 @@ class SQLiteStore(Store):
             seen.add(job_id)
         return ids[0]
 
-    def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int) -> "Job | None":
+    def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int,
+                  queues=None) -> "Job | None":
         # Only a registered worker that has not been told to stop may claim:
         # a job held by a worker without a row would be rescued at once.
         me = c.execute("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,)).fetchone()
         if me is None or me[0]:
             return None
-        row = c.execute(SQL_READY, (now,)).fetchone()
+        sql, extra = _ready(queues)
+        row = c.execute(sql, (now, *extra)).fetchone()
         if row is None:
             return None
         lease = now + round(lease_timeout * 1000)
@@ -357,14 +385,17 @@ class SQLiteStore(Store):
         c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, now, worker_id, None))
         return job
 
-    def claim(self, worker_id: str, lease_timeout: float) -> "Job | None":
+    def claim(self, worker_id: str, lease_timeout: float,
+              queues: "list[str] | None" = None) -> "Job | None":
         # Look before locking: an empty queue costs no write lock.
-        if not self._read(SQL_READY, (self._now(),)):
+        sql, extra = _ready(queues)
+        if not self._read(sql, (self._now(), *extra)):
             return None
         with self._write() as (c, now):
-            return self._claim_in(c, worker_id, lease_timeout, now)
+            return self._claim_in(c, worker_id, lease_timeout, now, queues)
 
-    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None):
+    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
+               queues: "list[str] | None" = None):
         with self._write() as (c, now):
             state, event, run_at, finished = ending(decision, job, now)
             error = None if state == "completed" else outcome.error
@@ -380,7 +411,7 @@ class SQLiteStore(Store):
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
             if next_lease is not None:
-                return self._claim_in(c, job.worker_id, next_lease, now)
+                return self._claim_in(c, job.worker_id, next_lease, now, queues)
         return None
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
@@ -398,6 +429,41 @@ class SQLiteStore(Store):
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'processing' "
                 "AND worker_id = ?", (now + lease, job_id, worker_id))
             return cur.rowcount == 1
+
+    def cancel(self, job_id: str) -> str:
+        with self._write() as (c, now):
+            row = c.execute("SELECT state, attempts FROM jobs WHERE id = ?",
+                            (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            state, attempts = row
+            if state in ("pending", "failed"):
+                c.execute("UPDATE jobs SET state = 'cancelled', updated_at = ?, finished_at = ?, "
+                          "last_error = ? WHERE id = ?", (now, now, CANCELLED_ERROR, job_id))
+                c.execute(SQL_INSERT_EVENT, (job_id, "cancelled", attempts, now, None,
+                                             detail_json(error=CANCELLED_ERROR)))
+                return "cancelled"
+            if state == "processing":
+                c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                return "cancelling"
+            raise Conflict(f"job {job_id} is {state}; there is nothing to cancel")
+
+    def cancel_requested(self, job_id: str) -> bool:
+        rows = self._read("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows and rows[0][0])
+
+    def queues(self) -> list[dict]:
+        return queue_rows(self._read("SELECT queue, state, count(*) FROM jobs "
+                                     "GROUP BY queue, state"),
+                          self._read("SELECT name, paused, max_running FROM queues"))
+
+    def set_queue(self, name: str, *, paused=None, limit=None) -> None:
+        with self._write() as (c, _):
+            c.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (name,))
+            if paused is not None:
+                c.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(paused), name))
+            if limit is not None:
+                c.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
 
     def held_by(self, worker_id: str) -> list[Job]:
         rows = self._read(f"SELECT {JOB_COLS} FROM jobs WHERE state = 'processing' "
@@ -424,8 +490,10 @@ class SQLiteStore(Store):
             # workers were asked to stop), then forgotten.
             c.execute("DELETE FROM workers WHERE expires_at < ?", (forget,))
             for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
-                job = Job(*row)
-                state, event, run_at, finished = ending(decide(job), job, now)
+                job = Job(*row[:-1])
+                # A job being cancelled is not retried when its worker is lost.
+                decision = CANCEL if row[-1] else decide(job)
+                state, event, run_at, finished = ending(decision, job, now)
                 error = rescue_error(job, seen)
                 cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
                                              job.id, job.worker_id, job.attempts))

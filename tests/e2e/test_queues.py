@@ -1,0 +1,127 @@
+"""End-to-end: named queues (worker --queue, pause, resume, limit) and cancel."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from e2e_util import (assert_one_error_line, counts, events, parse_at, read_pid,
+                      pgroup_gone, snapshot, wait_exit, wait_until)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_queue_field_list_and_worker_filter(cli):
+    cli.enqueue(id="m1", command="true", queue="mail")
+    cli.enqueue(id="d1", command="true")
+    rows = {q["name"]: q for q in cli.json("queue", "list")}
+    assert set(rows) == {"default", "mail"}
+    assert rows["mail"]["pending"] == 1 and rows["mail"]["paused"] is False
+    assert rows["mail"]["limit"] == 0
+    assert cli.job("m1")["queue"] == "mail" and cli.job("d1")["queue"] == "default"
+    # A worker for "mail" only leaves "default" alone.
+    p = cli.start("--queue", "mail", "--queue", "other", "--quiet")
+    cli.wait_state("m1", "completed")
+    time.sleep(0.5)
+    assert cli.job("d1")["state"] == "pending"
+    p.send_signal(signal.SIGTERM)
+    assert wait_exit(p, 10) == 0
+    text = cli.ok("queue", "list")
+    assert "mail" in text and "default" in text
+
+
+def test_pause_while_workers_poll_then_resume(cli):
+    p = cli.start("--count", "2", "--quiet")
+    wait_until(lambda: cli.active_workers() == 2, message="workers up")
+    assert cli.ok("queue", "pause", "bulk") == "paused bulk\n"
+    for i in range(4):
+        cli.enqueue(id=f"b{i}", command="true", queue="bulk")
+    cli.enqueue(id="other", command="true")
+    cli.wait_state("other", "completed")
+    time.sleep(1.0)     # the workers keep polling; nothing of "bulk" may start
+    assert [cli.job(f"b{i}")["state"] for i in range(4)] == ["pending"] * 4
+    assert cli.json("queue", "list")[0]["paused"] is True
+    assert cli.ok("queue", "resume", "bulk") == "resumed bulk\n"
+    for i in range(4):
+        cli.wait_state(f"b{i}", "completed")
+    p.send_signal(signal.SIGTERM)
+    assert wait_exit(p, 10) == 0
+
+
+def test_limit_of_one_with_four_workers_never_runs_two_at_once(cli):
+    assert cli.ok("queue", "limit", "solo", "1") == "limit 1 for solo\n"
+    ids = [f"s{i}" for i in range(6)]
+    cli.ok("enqueue", "-", input="".join(
+        json.dumps({"id": i, "command": "sleep 0.3", "queue": "solo"}) + "\n" for i in ids))
+    cli.enqueue(id="free", command="sleep 0.3")
+    p = cli.start("--count", "4", "--quiet")
+    for i in ids:
+        cli.wait_state(i, "completed", timeout=30)
+    spans = sorted((parse_at(cli.job(i)["started_at"]), parse_at(cli.job(i)["finished_at"]))
+                   for i in ids)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, f"two 'solo' jobs overlapped: {spans}"
+    # Other queues are not held back by it.
+    free = cli.wait_state("free", "completed")
+    assert parse_at(free["started_at"]) < spans[1][0]
+    assert cli.json("queue", "list")[1]["limit"] == 1
+    assert cli.ok("queue", "limit", "solo", "0") == "no limit for solo\n"
+    p.send_signal(signal.SIGTERM)
+    assert wait_exit(p, 10) == 0
+
+
+def test_cancel_pending_and_terminal(cli):
+    cli.enqueue(id="wait", command="true", delay=3600)
+    assert cli.ok("cancel", "wait") == "cancelled wait\n"
+    job = cli.job("wait")
+    assert job["state"] == "cancelled" and job["finished_at"] is not None
+    assert events(cli, "wait") == ["enqueued", "cancelled"]
+    assert counts(cli)["cancelled"] == 1
+    assert cli.json("list", "--state", "cancelled")[0]["id"] == "wait"
+    before = snapshot(cli)
+    line = assert_one_error_line(cli.run("cancel", "wait"), 1)
+    assert "nothing to cancel" in line
+    assert_one_error_line(cli.run("cancel", "ghost"), 1)
+    assert_one_error_line(cli.run("cancel", "bad id"), 2)
+    assert snapshot(cli) == before
+
+
+def test_cancel_a_running_job_kills_its_process_group(cli, tmp_path):
+    pidfile = tmp_path / "pid"
+    cli.enqueue(id="long", command=f"sleep 60 & echo $$ > {pidfile}; wait", max_retries=3)
+    p = cli.start("--quiet")
+    cli.wait_state("long", "processing")
+    pgid = read_pid(pidfile)
+    t0 = time.monotonic()
+    assert cli.ok("cancel", "long").startswith("cancelling long")
+    job = cli.wait_state("long", "cancelled", timeout=10)
+    assert time.monotonic() - t0 < 4.0
+    wait_until(lambda: pgroup_gone(pgid), timeout=5, message="the job's process group gone")
+    assert job["attempts"] == 1, "not retried"
+    assert events(cli, "long")[-1] == "cancelled"
+    # The worker carries on with other work.
+    cli.enqueue(id="after", command="true")
+    cli.wait_state("after", "completed")
+    p.send_signal(signal.SIGTERM)
+    assert wait_exit(p, 10) == 0
+
+
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
+@pytest.mark.parametrize("args", [
+    ["queue", "pause", "bad name"], ["queue", "limit", "q", "-1"], ["queue", "limit", "q", "x"],
+    ["queue"], ["worker", "start", "--queue", "no/slash"],
+])
+def test_queue_usage_errors(cli, args):
+    before = snapshot(cli)
+    assert_one_error_line(cli.run(*args), 2)
+    assert snapshot(cli) == before
+
+
+@pytest.mark.backends("sqlite")   # rejected before any database is opened
+def test_bad_queue_field_is_rejected(cli):
+    line = assert_one_error_line(cli.run("enqueue", json.dumps({"command": "true",
+                                                                "queue": "a b"})), 2)
+    assert "queue" in line
