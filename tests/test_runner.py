@@ -279,3 +279,14 @@ def _zombie_children():
 
 def test_kill_grace_default_is_short():
     assert 0 < runner.KILL_GRACE <= 5
+
+
+def test_cwd_runs_there_and_the_worker_stays_where_it_was(tmp_path):
+    here = os.getcwd()
+    out = run("pwd", ENV, cwd=str(tmp_path))
+    assert out.ok and out.output == f"{tmp_path}\n"
+    assert os.getcwd() == here
+    missing = run("pwd", ENV, cwd=str(tmp_path / "nope"))
+    assert missing.kind == "start_failed"
+    assert "cannot run in directory" in missing.error and "No such file" in missing.error
+    assert os.getcwd() == here

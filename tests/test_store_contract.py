@@ -954,6 +954,7 @@ def test_cancel_rules(store, clock):
     store.rescue_expired(lambda j: Decision("retry", 0.0))
     gone = store.get_job("run")
     assert gone.state == "cancelled" and gone.finished_at is not None
+    assert gone.last_error == "cancelled (queuectl cancel)"
 
 
 def test_queues_pause_and_limit_in_the_claim(store, clock):
@@ -981,3 +982,41 @@ def test_claim_only_from_the_workers_queues(store, clock):
     assert store.claim("w1", 30, ["mail", "other"]).id == "x"
     assert store.claim("w1", 30, ["mail"]) is None
     assert store.claim("w1", 30).id == "d"
+
+
+def test_a_cancel_request_wins_over_a_retry_when_the_attempt_ends_first(store, clock):
+    register(store, "w1")
+    store.enqueue([nj("r", max_retries=5)])
+    job = claim_one(store, "w1", "r")
+    assert store.cancel("r") == "cancelling"
+    # The command failed before the worker saw the request: no retry.
+    store.finish(job, FAIL, Decision("retry", 0.0))
+    got = store.get_job("r")
+    assert got.state == "cancelled" and got.finished_at is not None
+    assert got.last_error == "cancelled (queuectl cancel)"
+    assert [e["event"] for e in store.history("r")][-1] == "cancelled"
+    assert store.claim("w1", 30) is None
+    # Success still wins: a job that completed is completed.
+    store.enqueue([nj("s")])
+    job = claim_one(store, "w1", "s")
+    store.cancel("s")
+    store.finish(job, OK, COMPLETE)
+    assert store.get_job("s").state == "completed"
+
+
+def test_idle_looks_ignore_paused_and_other_queues(store, clock):
+    register(store, "w1")
+    store.enqueue([NewJob("p", "true", 0, queue="held")])
+    assert store.next_due_in() == 0 and store.has_unfinished()
+    store.set_queue("held", paused=True)
+    assert store.next_due_in() is None, "a paused queue's job is not due for anyone"
+    assert not store.has_unfinished(), "nothing a burst worker could still run"
+    store.set_queue("held", paused=False)
+    assert store.next_due_in(["elsewhere"]) is None
+    assert not store.has_unfinished(["elsewhere"])
+    assert store.next_due_in(["held"]) == 0
+    store.set_queue("held", limit=1)
+    store.enqueue([NewJob("p2", "true", 0, queue="held")])
+    claim_one(store, "w1", "p")
+    assert store.next_due_in() is None, "a queue at its limit has nothing due"
+    assert store.has_unfinished()

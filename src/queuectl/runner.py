@@ -79,17 +79,21 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
         kill_grace: float = KILL_GRACE, cwd: "str | None" = None) -> Outcome:
     started = time.monotonic()
     here = None
+    r, w = os.pipe()
     if cwd is not None:
         # posix_spawn cannot change directory, so the (single-threaded) worker
         # steps into `cwd` around the spawn and straight back out.
-        here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
         try:
+            here = os.open(".", os.O_PATH | os.O_DIRECTORY)
             os.chdir(cwd)
         except OSError as e:
-            os.close(here)
-            return Outcome("start_failed", error=f"cannot run in directory {cwd!r}: "
+            if here is not None:
+                os.close(here)
+            os.close(r)
+            os.close(w)
+            where = "the worker's own directory" if here is None else repr(cwd)
+            return Outcome("start_failed", error=f"cannot run in directory {where}: "
                                                  f"{e.strerror or e}")
-    r, w = os.pipe()
     try:
         pid = os.posix_spawn(
             SHELL, [SHELL, "-c", command], env,

@@ -92,10 +92,10 @@ class Worker:
                         job = self.store.claim(self.id, self.cfg["lease_timeout"],
                                                self.queues)
                     if job is None:
-                        if self.burst and not self.store.has_unfinished():
+                        if self.burst and not self.store.has_unfinished(self.queues):
                             self.log("no jobs left (burst): exiting")
                             break
-                        due = self.store.next_due_in()
+                        due = self.store.next_due_in(self.queues)
                         wait = min(self.store.idle_wait, self._until_housekeeping())
                         if due is not None:
                             wait = min(wait, max(due, 0.001))

@@ -6,7 +6,7 @@ import json
 import sys
 
 from queuectl.cli import render
-from queuectl.errors import InvalidInput, QueueError
+from queuectl.errors import InvalidInput, NotFound
 from queuectl.clock import iso
 from queuectl.model import STATES, TERMINAL, fill_defaults, parse_many, parse_one, valid_id
 from queuectl.store import open_store, resolve_url
@@ -76,7 +76,7 @@ def wait(args) -> int:
         for i in ids:
             try:
                 store.get_job(i)
-            except QueueError:
+            except NotFound:
                 raise InvalidInput(f"job {i} not found") from None
         dead_before = store.counts()["dead"] if args.all else 0
         last_line = 0.0

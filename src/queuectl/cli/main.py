@@ -60,6 +60,13 @@ def _seconds(text: str) -> float:
 
 
 _nonneg_int = _int_at_least(0)
+
+
+def _limit(text: str) -> int:
+    value = _nonneg_int(text)
+    if value > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be at most {2**31 - 1}: {text!r}")
+    return value
 _pos_int = _int_at_least(1)
 
 
@@ -160,7 +167,7 @@ def build_parser() -> Parser:
     p = cmd("limit", "run at most N jobs of a queue at once, on all hosts (0 = no limit)",
             "control:queue_limit", qsub)
     p.add_argument("name")
-    p.add_argument("n", type=_nonneg_int, metavar="N")
+    p.add_argument("n", type=_limit, metavar="N")
 
     cmd("migrate", "create or upgrade the database schema (every command does it "
         "when needed)", "transfer:migrate")

@@ -224,13 +224,15 @@ class Store(ABC):
         """Events, oldest first; with a limit, the most recent `limit`."""
 
     @abstractmethod
-    def has_unfinished(self) -> bool:
-        """Is any job pending, failed or processing?"""
+    def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
+        """Is any job processing, or pending/failed in a queue that is not
+        paused (of `queues` only, if given)?"""
 
     @abstractmethod
-    def next_due_in(self) -> "float | None":
-        """Seconds until the earliest ready job is due (0 if one is due now),
-        None if nothing is waiting."""
+    def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
+        """Seconds until the earliest job a claim could take is due (0 if one
+        is due now), None if there is none: jobs of paused queues, of queues
+        at their limit and (given `queues`) of other queues do not count."""
 
     @abstractmethod
     def wait_for_change(self, timeout: float, wake_fds=()) -> None:

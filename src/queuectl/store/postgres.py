@@ -76,18 +76,28 @@ ev AS (
     SELECT id, 'enqueued', 0, created_at FROM new)
 SELECT pg_notify(%(channel)s, 'enqueued')
 """
+# --skip-existing: ids that exist are left alone (and returned as not inserted).
+SQL_ENQUEUE_SKIP = SQL_ENQUEUE.replace(
+    "    RETURNING id, created_at)", "    ON CONFLICT (id) DO NOTHING\n    RETURNING id, created_at)"
+).replace("SELECT pg_notify(%(channel)s, 'enqueued')\n",
+          "SELECT new.id, pg_notify(%(channel)s, 'enqueued') FROM new\n")
+
+
+# Queues a claim must skip: paused, or running as many jobs as their limit.
+SQL_BLOCKED = (
+    "SELECT q.name FROM queuectl_queues q WHERE q.paused OR (q.max_running > 0 AND "
+    "q.max_running <= (SELECT count(*) FROM queuectl_jobs r "
+    "WHERE r.state = 'processing' AND r.queue = q.name))")
 
 SQL_CLAIM = f"""
 WITH me AS (
-    SELECT 1 FROM queuectl_workers WHERE id = %(worker)s::text AND NOT stop_requested),
+    SELECT 1 FROM queuectl_workers WHERE id = %(worker)s::text AND NOT stop_requested
+    {{guard}}),
 next AS (
     SELECT seq FROM queuectl_jobs
     WHERE state IN ('pending', 'failed') AND run_at <= {NOW} AND EXISTS (SELECT 1 FROM me)
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND queue NOT IN (
-          SELECT q.name FROM queuectl_queues q WHERE q.paused OR (q.max_running > 0 AND
-              q.max_running <= (SELECT count(*) FROM queuectl_jobs r
-                                WHERE r.state = 'processing' AND r.queue = q.name)))
+      AND queue NOT IN ({SQL_BLOCKED})
     ORDER BY priority DESC, run_at, seq
     LIMIT 1 FOR UPDATE SKIP LOCKED),
 claimed AS (
@@ -103,26 +113,37 @@ ev AS (
     SELECT id, 'processing', attempts, started_at, worker_id FROM claimed)
 SELECT * FROM claimed
 """
+SQL_CLAIM_UNLIMITED = SQL_CLAIM.replace(
+    "{guard}", "AND NOT EXISTS (SELECT 1 FROM queuectl_queues WHERE max_running > 0)")
+SQL_CLAIM_LOCKED = SQL_CLAIM.replace("{guard}", "")
 
+
+# A cancel requested while the attempt ended (and not in time to kill it) wins
+# over a retry or the DLQ: `c` is "this attempt ends cancelled".
 SQL_FINISH = f"""
 WITH done AS (
-    UPDATE queuectl_jobs
-    SET state = %(state)s::text, updated_at = {NOW},
-        finished_at = CASE WHEN %(state)s::text = 'failed' THEN NULL ELSE {NOW} END,
-        run_at = CASE WHEN %(state)s::text = 'failed' THEN {NOW} + %(delay)s::bigint
-                      ELSE run_at END,
-        exit_code = %(exit_code)s::bigint, last_error = %(error)s::text,
+    UPDATE queuectl_jobs j
+    SET state = CASE WHEN c THEN 'cancelled' ELSE %(state)s::text END,
+        updated_at = {NOW},
+        finished_at = CASE WHEN %(state)s::text = 'failed' AND NOT c THEN NULL ELSE {NOW} END,
+        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT c
+                      THEN {NOW} + %(delay)s::bigint ELSE j.run_at END,
+        exit_code = %(exit_code)s::bigint,
+        last_error = CASE WHEN c THEN %(cancelled)s::text ELSE %(error)s::text END,
         lease_expires_at = NULL, output = %(output)s::text,
-        output_truncated = %(truncated)s::boolean
-    WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
-          AND attempts = %(attempts)s::bigint
-    RETURNING id, attempts, updated_at, run_at)
+        output_truncated = %(truncated)s::boolean, cancel_requested = false
+    FROM (SELECT j2.cancel_requested AND %(state)s::text <> 'completed' AS c
+          FROM queuectl_jobs j2 WHERE j2.id = %(id)s::text) AS flag
+    WHERE j.id = %(id)s::text AND j.state = 'processing' AND j.worker_id = %(worker)s::text
+          AND j.attempts = %(attempts)s::bigint
+    RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error)
 INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
-SELECT id, %(event)s::text, attempts, updated_at, %(worker)s::text,
+SELECT id, CASE WHEN done.state = 'cancelled' THEN 'cancelled' ELSE %(event)s::text END,
+       attempts, updated_at, %(worker)s::text,
        json_strip_nulls(json_build_object(
-           'exit_code', %(exit_code)s::bigint, 'error', %(error)s::text,
+           'exit_code', %(exit_code)s::bigint, 'error', done.last_error,
            'duration', %(duration)s::float8,
-           'run_at', CASE WHEN %(state)s::text = 'failed' THEN {_iso_sql('run_at')} END))::text
+           'run_at', CASE WHEN done.state = 'failed' THEN {_iso_sql('run_at')} END))::text
 FROM done
 """
 
@@ -399,12 +420,6 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ jobs: writes
     def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
         existed: list[str] = []
-        if skip_existing:
-            found = dict(self._rows("SELECT id, command FROM queuectl_jobs "
-                                    "WHERE id = ANY(%s::text[])", ([j.id for j in jobs],)))
-            jobs, existed = skip_existing_jobs(jobs, found)
-            if not jobs:
-                return existed
         params = self._p(
             ids=[j.id for j in jobs], commands=[_text(j.command) for j in jobs],
             max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
@@ -414,7 +429,18 @@ class PostgresStore(Store):
             queues=[j.queue for j in jobs], channel=self.channel)
         conn = self._ensure()
         try:
-            conn.execute(SQL_ENQUEUE, params)
+            if not skip_existing:
+                conn.execute(SQL_ENQUEUE, params)
+            else:
+                # One transaction: insert what is new, then check that every id
+                # that existed has the same command (else undo it all).
+                with conn.transaction():
+                    inserted = {r[0] for r in conn.execute(SQL_ENQUEUE_SKIP, params)}
+                    rest = [j for j in jobs if j.id not in inserted]
+                    found = dict(conn.execute(
+                        "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])",
+                        ([j.id for j in rest],)).fetchall()) if rest else {}
+                    _, existed = skip_existing_jobs(rest, found)
         except psycopg.errors.UniqueViolation:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
         except psycopg.Error as e:
@@ -482,15 +508,19 @@ class PostgresStore(Store):
               queues: "list[str] | None" = None) -> "Job | None":
         params = self._p(worker=worker_id, lease=round(lease_timeout * 1000),
                          queues=list(queues) if queues else None)
+        rows = None
         if not self._limited:
-            rows = self._rows(SQL_CLAIM, params)
-        else:
+            # Refuses to claim if a limit appeared since we last looked ...
+            rows = self._rows(SQL_CLAIM_UNLIMITED, params)
+            if not rows:
+                self._limits_checked = -1e9        # ... so look again now
+        if rows is None or not rows and self._limited:
             # Concurrency limits are counted under a lock on the limited
             # queues' rows, so concurrent claims cannot both see room for one.
             with self._tx() as (c, _):
                 c.execute("SELECT name FROM queuectl_queues WHERE max_running > 0 "
                           "ORDER BY name FOR UPDATE")
-                rows = c.execute(SQL_CLAIM, params).fetchall()
+                rows = c.execute(SQL_CLAIM_LOCKED, params).fetchall()
         return Job(*rows[0]) if rows else None
 
     @property
@@ -511,12 +541,13 @@ class PostgresStore(Store):
             state=state, event=event, delay=round(decision.delay * 1000),
             exit_code=outcome.exit_code, error=error, output=_text(outcome.output) or None,
             truncated=bool(outcome.truncated), id=job.id, worker=job.worker_id,
-            attempts=job.attempts,
+            attempts=job.attempts, cancelled=CANCELLED_ERROR,
             duration=round(outcome.duration, 3)))
         if cur.rowcount != 1:
             raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
-        if state == "failed":
-            self._notify("retry")          # idle workers recompute when to look next
+        if state == "failed" or self._has_limits:
+            # Idle workers recompute when to look next (or see room under a limit).
+            self._notify("retry" if state == "failed" else "finished")
         if next_lease is not None:
             return self.claim(job.worker_id, next_lease, queues)
         return None
@@ -602,7 +633,7 @@ class PostgresStore(Store):
                 # A job being cancelled is not retried when its worker is lost.
                 decision = CANCEL if row[-1] else decide(job)
                 state, event, run_at, finished = ending(decision, job, now)
-                error = rescue_error(job, seen)
+                error = CANCELLED_ERROR if row[-1] else rescue_error(job, seen)
                 cur = c.execute(SQL_RESCUE, {
                     "state": state, "now": now, "finished": finished, "run_at": run_at,
                     "error": error, "id": job.id, "worker": job.worker_id,
@@ -662,15 +693,21 @@ class PostgresStore(Store):
             {"job": job_id, "limit": limit if limit > 0 else None})
         return [event_dict(*row) for row in reversed(rows)]
 
-    def has_unfinished(self) -> bool:
+    def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
         return bool(self._rows(
-            "SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed', 'processing') "
-            "LIMIT 1"))
+            "SELECT 1 FROM queuectl_jobs WHERE (state = 'processing' OR "
+            "state IN ('pending', 'failed') AND queue NOT IN "
+            "(SELECT name FROM queuectl_queues WHERE paused)) "
+            "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])) LIMIT 1",
+            {"queues": list(queues) if queues else None}))
 
-    def next_due_in(self) -> "float | None":
+    def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
         (wait,) = self._rows(
             f"SELECT min(run_at) - {NOW} FROM queuectl_jobs "
-            "WHERE state IN ('pending', 'failed')", self._p())[0]
+            "WHERE state IN ('pending', 'failed') "
+            "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])) "
+            f"AND queue NOT IN ({SQL_BLOCKED})",
+            self._p(queues=list(queues) if queues else None))[0]
         if wait is None:
             return None
         return max(0.0, wait / 1000)

@@ -54,11 +54,23 @@ SQL_READY = (
     "ORDER BY priority DESC, run_at, seq LIMIT 1")
 
 
+def _only(queues: "list[str] | None") -> tuple:
+    """(SQL condition, parameters) limiting a query to a worker's queues."""
+    if not queues:
+        return "", ()
+    return f"AND queue IN ({','.join('?' * len(queues))})", tuple(queues)
+
+
 def _ready(queues: "list[str] | None") -> tuple:
     """(SQL, extra parameters) of the claim's look for the best ready job."""
-    if not queues:
-        return SQL_READY.format(only=""), ()
-    return SQL_READY.format(only=f"AND queue IN ({','.join('?' * len(queues))})"), tuple(queues)
+    only, extra = _only(queues)
+    return SQL_READY.format(only=only), extra
+
+
+def _cancelled(outcome):
+    from queuectl.runner import Outcome
+    return Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR, outcome.output,
+                   outcome.truncated, outcome.duration)
 
 
 SQL_CLAIM = (
@@ -68,7 +80,7 @@ SQL_CLAIM = (
     "output = NULL, output_truncated = 0 WHERE seq = ? AND state IN ('pending', 'failed')")
 SQL_FINISH = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
-    "exit_code = ?, last_error = ?, lease_expires_at = NULL, output = ?, "
+    "exit_code = ?, last_error = ?, lease_expires_at = NULL, cancel_requested = 0, output = ?, "
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
 SQL_EXPIRED = (
@@ -199,7 +211,11 @@ class SQLiteStore(Store):
         # point at: the keys are off for the migration (a no-op inside a
         # transaction, hence here) and checked before the commit.
         c.execute("PRAGMA foreign_keys = OFF")
-        self._retry_busy(c.execute, "BEGIN IMMEDIATE")
+        try:
+            self._retry_busy(c.execute, "BEGIN IMMEDIATE")
+        except BaseException:
+            c.execute("PRAGMA foreign_keys = ON")
+            raise
         try:
             version = self._schema_version()        # again, now under the write lock
             for number, script in migrations("sqlite"):
@@ -397,6 +413,11 @@ class SQLiteStore(Store):
     def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
                queues: "list[str] | None" = None):
         with self._write() as (c, now):
+            if decision.action not in ("complete", "cancel") and c.execute(
+                    "SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]:
+                # Cancelled while its last moments ran: it is not retried.
+                decision = CANCEL
+                outcome = _cancelled(outcome)
             state, event, run_at, finished = ending(decision, job, now)
             error = None if state == "completed" else outcome.error
             cur = c.execute(SQL_FINISH, (
@@ -494,7 +515,7 @@ class SQLiteStore(Store):
                 # A job being cancelled is not retried when its worker is lost.
                 decision = CANCEL if row[-1] else decide(job)
                 state, event, run_at, finished = ending(decision, job, now)
-                error = rescue_error(job, seen)
+                error = CANCELLED_ERROR if row[-1] else rescue_error(job, seen)
                 cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
                                              job.id, job.worker_id, job.attempts))
                 if cur.rowcount != 1:
@@ -557,13 +578,18 @@ class SQLiteStore(Store):
             "ORDER BY seq DESC LIMIT ?", params + [limit if limit > 0 else -1])
         return [event_dict(*row) for row in reversed(rows)]
 
-    def has_unfinished(self) -> bool:
+    def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
+        only, extra = _only(queues)
         return bool(self._read(
-            "SELECT 1 FROM jobs WHERE state IN ('pending', 'failed', 'processing') LIMIT 1"))
+            "SELECT 1 FROM jobs WHERE (state = 'processing' OR state IN ('pending', 'failed') "
+            f"AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)) {only} LIMIT 1",
+            extra))
 
-    def next_due_in(self) -> "float | None":
+    def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
+        only, extra = _only(queues)
         (due,) = self._read("SELECT min(run_at) FROM jobs INDEXED BY jobs_due "
-                            "WHERE state IN ('pending', 'failed')")[0]
+                            "WHERE state IN ('pending', 'failed') "
+                            f"AND queue NOT IN ({SQL_BLOCKED}) {only}", extra)[0]
         if due is None:
             return None
         return max(0.0, (due - self._now()) / 1000)
