@@ -1020,3 +1020,37 @@ def test_idle_looks_ignore_paused_and_other_queues(store, clock):
     claim_one(store, "w1", "p")
     assert store.next_due_in() is None, "a queue at its limit has nothing due"
     assert store.has_unfinished()
+
+
+def test_purge_deletes_old_finished_jobs_and_their_events(store, clock):
+    register(store, "w1")
+    put_in_state(store, clock, "old-done", "completed")
+    put_in_state(store, clock, "old-dead", "dead")
+    put_in_state(store, clock, "old-cancel", "cancelled")
+    clock.advance(100)
+    put_in_state(store, clock, "new-done", "completed")
+    store.enqueue([nj("waiting")])
+    assert store.purge(["completed"], 50) == 1
+    assert store.history("old-done") == []
+    with pytest.raises(NotFound):
+        store.get_job("old-done")
+    assert store.purge(["dead", "cancelled"], 50) == 2
+    assert store.purge(["completed"], 0) == 1
+    assert [j.id for j in store.list_jobs()] == ["waiting"]
+
+
+def test_dead_jobs_and_retry_all_filters(store, clock):
+    register(store, "w1")
+    store.enqueue([NewJob("a", "exit 2", 0, queue="q1"), NewJob("b", "exit 3", 0, queue="q1"),
+                   NewJob("c", "exit 2", 0, queue="q2")])
+    for code in (2, 3, 2):
+        job = store.claim("w1", 30)
+        store.finish(job, Outcome("exit", code, f"exit code {code}"), BURY)
+    assert [j.id for j in store.dead_jobs()] == ["a", "b", "c"]
+    assert [j.id for j in store.dead_jobs(queue="q1")] == ["a", "b"]
+    assert [j.id for j in store.dead_jobs(exit_code=2)] == ["a", "c"]
+    assert store.dlq_retry_all(queue="q1", exit_code=2) == 1
+    assert store.get_job("a").state == "pending"
+    assert store.dlq_retry_all(exit_code=2) == 1
+    assert store.dlq_retry_all() == 1
+    assert store.dead_jobs() == []

@@ -31,7 +31,24 @@ KEYS = {k.name: k for k in (
         "default per-job timeout in seconds, copied at enqueue (0 = none)"),
     Key("lease_timeout", 30, "number", 1,
         "seconds without a heartbeat after which a running job is rescued"),
+    Key("completed_ttl", 0, "duration", 0,
+        "workers delete completed jobs (and their events) older than this; "
+        "seconds or 30s/15m/2h/7d (0 = keep them)"),
 )}
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """`30s`, `15m`, `2h`, `7d` or a plain number of seconds -> seconds."""
+    t = str(text).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(t[-1:], None)
+    number = t[:-1] if unit else t
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise InvalidInput(f"{what} must be like 30s, 15m, 2h or 7d, not {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value > 10**10:
+        raise InvalidInput(f"{what} must be from 0 to 10000000000 seconds, not {text!r}")
+    return value
 
 ALIASES = {"backoff": "backoff_base"}
 
@@ -50,6 +67,9 @@ def parse_value(name: str, raw: object):
     key = KEYS[name]
     if isinstance(raw, bool):
         raise InvalidInput(f"{name} must be a number")
+    if key.kind == "duration" and isinstance(raw, str):
+        value = parse_duration(raw, name)
+        return int(value) if float(value).is_integer() else value
     if isinstance(raw, str):
         text = raw.strip()
         try:

@@ -21,6 +21,7 @@ TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
 RESCUE_EVERY = 1.0    # how often expired leases are looked for
 CONFIG_EVERY = 2.0    # how often config is re-read
+PRUNE_EVERY = 30.0    # how often completed_ttl is applied
 LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_timeout) is dropped
 
 
@@ -51,7 +52,7 @@ class Worker:
         self.base_env = dict(os.environ)
         now = time.monotonic()
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
-                      "config": now + CONFIG_EVERY}
+                      "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10}
         self._db_error = None
         self._renewed = time.monotonic()   # when the running job's lease was last renewed
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
@@ -302,6 +303,13 @@ class Worker:
                     self.log(f"job {job.id}: cancel requested; killing the command",
                              always=True)
                 nxt["stop"] = now + STOP_CHECK
+            if now >= nxt["prune"]:
+                ttl = float(self.cfg.get("completed_ttl") or 0)
+                if ttl > 0:
+                    n = self.store.purge(["completed"], ttl)
+                    if n:
+                        self.log(f"pruned {n} completed jobs older than {ttl:g}s")
+                nxt["prune"] = now + PRUNE_EVERY
             if now >= nxt["rescue"]:
                 for job in self.store.rescue_expired(self._decide_lost):
                     self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",

@@ -125,3 +125,40 @@ def test_bad_queue_field_is_rejected(cli):
     line = assert_one_error_line(cli.run("enqueue", json.dumps({"command": "true",
                                                                 "queue": "a b"})), 2)
     assert "queue" in line
+
+
+def test_purge_and_dlq_triage(cli):
+    for i, code in enumerate((2, 2, 3)):
+        cli.enqueue(id=f"d{i}", command=f"echo 'failed at step {i}' >&2; exit {code}",
+                    max_retries=0, queue="etl" if i else "default")
+    cli.enqueue(id="fine", command="true")
+    cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
+    groups = cli.json("dlq", "list", "--group")
+    assert groups[0] == {"exit_code": 2, "error": "exit code #: failed at step #", "count": 2,
+                         "examples": ["d0", "d1"]}
+    assert groups[1]["exit_code"] == 3 and groups[1]["count"] == 1
+    assert "failed at step #" in cli.ok("dlq", "list", "--group")
+    assert cli.ok("dlq", "retry", "--all", "--queue", "etl", "--exit-code", "2") == \
+        "retried 1 jobs\n"
+    assert cli.job("d1")["state"] == "pending"
+    assert_one_error_line(cli.run("dlq", "retry", "d0", "--queue", "etl"), 2)
+    # Purge: nothing is old enough yet; then everything finished goes.
+    assert cli.ok("purge", "--state", "completed", "--older-than", "1h") == "purged 0 jobs\n"
+    assert cli.ok("purge", "--state", "completed", "--state", "dead",
+                  "--older-than", "0s") == "purged 3 jobs\n"
+    assert sorted(j["id"] for j in cli.json("list")) == ["d1"]
+    assert_one_error_line(cli.run("purge", "--state", "pending", "--older-than", "1d"), 2)
+    assert_one_error_line(cli.run("purge", "--state", "dead", "--older-than", "soon"), 2)
+    assert_one_error_line(cli.run("purge", "--state", "dead"), 2)
+
+
+def test_completed_ttl_makes_workers_prune(cli):
+    assert cli.ok("config", "set", "completed_ttl", "1s") == "completed_ttl = 1\n"
+    assert cli.json("config", "list")["completed_ttl"] == 1
+    cli.enqueue(id="short-lived", command="true")
+    p = cli.start("--quiet")
+    cli.wait_state("short-lived", "completed")
+    # Workers apply the TTL every 30 s; the first look comes 3 s after start.
+    wait_until(lambda: cli.json("list") == [], timeout=15, message="the job to be pruned")
+    p.send_signal(signal.SIGTERM)
+    assert wait_exit(p, 10) == 0

@@ -60,3 +60,18 @@ def queue_resume(args) -> int:
 
 def queue_limit(args) -> int:
     return _set(args, f"limit {args.n} for" if args.n else "no limit for", limit=args.n)
+
+
+def purge(args) -> int:
+    from queuectl.config import parse_duration
+    states = []
+    for state in args.states:
+        if state not in ("completed", "dead", "cancelled"):
+            raise InvalidInput(f"--state must be completed, dead or cancelled, not {state!r}")
+        if state not in states:
+            states.append(state)
+    age = parse_duration(args.older_than, "--older-than")
+    with _store(args) as store:
+        n = store.purge(states, age)
+    print(f"purged {n} jobs")
+    return 0

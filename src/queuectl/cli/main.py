@@ -146,9 +146,14 @@ def build_parser() -> Parser:
     p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
                    help="at most N jobs (0 = all; default 100 as text, all with --json)")
     _json(p)
+    p.add_argument("--group", action="store_true",
+                   help="group dead jobs by exit code and error, with counts and examples")
     p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true", help="retry every dead job")
+    p.add_argument("--queue", metavar="Q", help="with --all: only jobs of queue Q")
+    p.add_argument("--exit-code", type=int, metavar="N", dest="exit_code",
+                   help="with --all: only jobs whose last exit code was N")
 
     p = cmd("cancel", "cancel a job: a waiting one at once, a running one is killed",
             "control:cancel")
@@ -168,6 +173,12 @@ def build_parser() -> Parser:
             "control:queue_limit", qsub)
     p.add_argument("name")
     p.add_argument("n", type=_limit, metavar="N")
+
+    p = cmd("purge", "delete old finished jobs and their events", "control:purge")
+    p.add_argument("--state", action="append", required=True, metavar="STATE",
+                   dest="states", help="completed, dead or cancelled (repeatable)")
+    p.add_argument("--older-than", required=True, metavar="AGE", dest="older_than",
+                   help="finished more than AGE ago: 30s, 15m, 2h, 7d (0 = all)")
 
     cmd("migrate", "create or upgrade the database schema (every command does it "
         "when needed)", "transfer:migrate")

@@ -175,6 +175,16 @@ class Store(ABC):
         """Pause or resume a queue, or set its concurrency limit (0 = none)."""
 
     @abstractmethod
+    def purge(self, states: list[str], older_than: float) -> int:
+        """Delete jobs in `states` (terminal ones) that finished more than
+        `older_than` seconds ago, with their events; returns how many."""
+
+    @abstractmethod
+    def dead_jobs(self, queue: "str | None" = None,
+                  exit_code: "int | None" = None) -> list[Job]:
+        """Dead jobs (optionally of one queue / exit code), oldest first."""
+
+    @abstractmethod
     def held_by(self, worker_id: str) -> list[Job]:
         """Jobs `processing` under `worker_id`: after a connection error a
         worker asks what it holds, so a claim whose reply was lost is run,
@@ -193,8 +203,10 @@ class Store(ABC):
         NotFound if no such job, Conflict if it is not dead."""
 
     @abstractmethod
-    def dlq_retry_all(self) -> int:
-        """Every dead job back to pending; returns how many."""
+    def dlq_retry_all(self, queue: "str | None" = None,
+                      exit_code: "int | None" = None) -> int:
+        """Every dead job (of `queue`, with `exit_code`, if given) back to
+        pending; returns how many."""
 
     @abstractmethod
     def import_jobs(self, jobs: list[Job]) -> None:

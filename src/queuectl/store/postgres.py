@@ -189,6 +189,8 @@ WITH r AS (
     SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
         finished_at = NULL
     WHERE state = 'dead' AND (%(id)s::text IS NULL OR id = %(id)s::text)
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+          AND (%(exit_code)s::bigint IS NULL OR exit_code = %(exit_code)s::bigint)
     RETURNING id, updated_at)
 INSERT INTO queuectl_events (job_id, event, attempt, at)
 SELECT id, 'dlq_retry', 0, updated_at FROM r
@@ -569,6 +571,20 @@ class PostgresStore(Store):
         cur = self._x(SQL_HEARTBEAT_JOB, self._p(job=job_id, worker=worker_id, lease=lease))
         return cur.rowcount == 1
 
+    def dead_jobs(self, queue=None, exit_code=None) -> list[Job]:
+        rows = self._rows(
+            f"SELECT {JOB_COLS} FROM queuectl_jobs WHERE state = 'dead' "
+            "AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
+            "AND (%(code)s::bigint IS NULL OR exit_code = %(code)s::bigint) ORDER BY seq",
+            {"queue": queue, "code": exit_code})
+        return [Job(*r) for r in rows]
+
+    def purge(self, states: list[str], older_than: float) -> int:
+        return self._x(
+            f"DELETE FROM queuectl_jobs WHERE state = ANY(%(states)s::text[]) "
+            f"AND finished_at <= {NOW} - %(age)s::bigint",
+            self._p(states=list(states), age=round(older_than * 1000))).rowcount
+
     def cancel(self, job_id: str) -> str:
         with self._tx() as (c, now):
             row = c.execute("SELECT state, attempts FROM queuectl_jobs WHERE id = %s "
@@ -650,7 +666,7 @@ class PostgresStore(Store):
         return rescued
 
     def dlq_retry(self, job_id: str) -> None:
-        cur = self._x(SQL_DLQ_RETRY, self._p(id=job_id))
+        cur = self._x(SQL_DLQ_RETRY, self._p(id=job_id, queue=None, exit_code=None))
         if cur.rowcount != 1:
             rows = self._rows("SELECT state FROM queuectl_jobs WHERE id = %s", (job_id,))
             if not rows:
@@ -658,8 +674,8 @@ class PostgresStore(Store):
             raise Conflict(f"job {job_id} is not in the DLQ (state: {rows[0][0]})")
         self._notify("dlq_retry")
 
-    def dlq_retry_all(self) -> int:
-        n = self._x(SQL_DLQ_RETRY, self._p(id=None)).rowcount
+    def dlq_retry_all(self, queue=None, exit_code=None) -> int:
+        n = self._x(SQL_DLQ_RETRY, self._p(id=None, queue=queue, exit_code=exit_code)).rowcount
         if n:
             self._notify("dlq_retry")
         return n

@@ -541,13 +541,30 @@ class SQLiteStore(Store):
                 raise Conflict(f"job {job_id} is not in the DLQ (state: {row[0]})")
             c.execute(SQL_INSERT_EVENT, (job_id, "dlq_retry", 0, now, None, None))
 
-    def dlq_retry_all(self) -> int:
+    def dlq_retry_all(self, queue=None, exit_code=None) -> int:
+        where = ("state = 'dead' AND (? IS NULL OR queue = ?) "
+                 "AND (? IS NULL OR exit_code = ?)")
+        args = (queue, queue, exit_code, exit_code)
         with self._write() as (c, now):
             c.execute("INSERT INTO events (job_id, event, attempt, at) "
-                      "SELECT id, 'dlq_retry', 0, ? FROM jobs WHERE state = 'dead'", (now,))
+                      f"SELECT id, 'dlq_retry', 0, ? FROM jobs WHERE {where}", (now, *args))
             cur = c.execute(
                 "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
-                "finished_at = NULL WHERE state = 'dead'", (now, now))
+                f"finished_at = NULL WHERE {where}", (now, now, *args))
+            return cur.rowcount
+
+    def dead_jobs(self, queue=None, exit_code=None) -> list[Job]:
+        rows = self._read(f"SELECT {JOB_COLS} FROM jobs WHERE state = 'dead' "
+                          "AND (? IS NULL OR queue = ?) AND (? IS NULL OR exit_code = ?) "
+                          "ORDER BY seq", (queue, queue, exit_code, exit_code))
+        return [Job(*r) for r in rows]
+
+    def purge(self, states: list[str], older_than: float) -> int:
+        with self._write() as (c, now):
+            cutoff = now - round(older_than * 1000)
+            cur = c.execute(
+                f"DELETE FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
+                "AND finished_at <= ?", (*states, cutoff))
             return cur.rowcount
 
     # ------------------------------------------------------------ jobs: reads
