@@ -234,6 +234,10 @@ class Worker:
         if decision.action == "retry":
             return f"job {job.id} failed ({outcome.error}); retry in {decision.delay:.1f}s"
         n = job.attempts
+        fatal = (job.options or {}).get("fatal_exit_codes") or ()
+        if outcome.kind == "exit" and outcome.exit_code in fatal and n <= job.max_retries:
+            return (f"job {job.id} failed ({outcome.error}); exit code {outcome.exit_code} "
+                    "is in its fatal_exit_codes: moved to the DLQ without retries")
         return (f"job {job.id} failed ({outcome.error}); moved to the DLQ after {n} "
                 f"attempt{'s' if n != 1 else ''}")
 

@@ -7,17 +7,18 @@ import json
 
 import pytest
 
-from e2e_util import assert_one_error_line, events, snapshot
+from e2e_util import assert_one_error_line, events, snapshot, start_logged, worker_log
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.backends("sqlite")   # worker and runner behaviour; the store side is in the contract suite
-def test_fatal_exit_code_goes_straight_to_the_dlq(cli):
+def test_fatal_exit_code_goes_straight_to_the_dlq(cli, tmp_path):
     cli.enqueue(id="badargs", command="exit 2", max_retries=3, fatal_exit_codes=[2, 64])
     cli.enqueue(id="transient", command="exit 3", max_retries=3, fatal_exit_codes=[2])
     cli.ok("config", "set", "backoff_base", "100")      # a retry would be far away
-    p = cli.start("--quiet")
+    log = tmp_path / "w.log"
+    p = start_logged(cli, log)
     bad = cli.wait_state("badargs", "dead")
     assert bad["attempts"] == 1 and bad["exit_code"] == 2
     assert bad["fatal_exit_codes"] == [2, 64]
@@ -26,6 +27,7 @@ def test_fatal_exit_code_goes_straight_to_the_dlq(cli):
     assert other["attempts"] == 1, "an exit code not listed is retried as usual"
     p.terminate()
     p.wait(10)
+    assert "exit code 2 is in its fatal_exit_codes" in worker_log(log)
 
 
 @pytest.mark.backends("sqlite")   # worker and runner behaviour; the store side is in the contract suite
