@@ -372,24 +372,36 @@ def parse_many(text: str, **defaults) -> list[NewJob]:
             raise InvalidInput("expected a JSON array or JSON Lines")
         items = [(f"item {n}", v) for n, v in enumerate(value, 1)]
     else:
-        items = []
-        # Only \n ends a line: JSON strings may hold U+2028 and friends raw.
-        for n, line in enumerate(text.split("\n"), 1):
-            line = line.rstrip("\r")
-            if not line.strip():
-                continue
-            try:
-                items.append((f"line {n}", decode_json(line)))
-            except InvalidInput as e:
-                raise InvalidInput(f"line {n}: {e}") from None
+        items = json_lines(text)
     if len(items) > MAX_BATCH:
         raise InvalidInput(f"{len(items)} jobs in one batch; the limit is {MAX_BATCH} "
                            "(one batch is one write transaction: split the input)")
-    jobs: list[NewJob] = []
+    return validated(items, lambda value: validate_payload(value, **defaults))
+
+
+def json_lines(text: str) -> list:
+    """[("line N", decoded value)] of JSON Lines text; blank lines are skipped."""
+    items = []
+    # Only \n ends a line: JSON strings may hold U+2028 and friends raw.
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        try:
+            items.append((f"line {n}", decode_json(line)))
+        except InvalidInput as e:
+            raise InvalidInput(f"line {n}: {e}") from None
+    return items
+
+
+def validated(items: list, validate) -> list:
+    """validate(value) for each (where, value), naming `where` in errors and
+    refusing an id given twice."""
+    jobs = []
     seen: dict[str, str] = {}
     for where, value in items:
         try:
-            job = validate_payload(value, **defaults)
+            job = validate(value)
         except InvalidInput as e:
             raise InvalidInput(f"{where}: {e}") from None
         if job.id in seen:

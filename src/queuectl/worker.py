@@ -15,7 +15,7 @@ import time
 from queuectl import log, policy, runner
 from queuectl.errors import LeaseLost, QueueError
 from queuectl.runner import Outcome
-from queuectl.store.base import CANCEL, CANCELLED_ERROR
+from queuectl.store.base import CANCEL, as_cancelled
 
 TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
@@ -161,9 +161,7 @@ class Worker:
                      "this attempt's result is discarded", always=True)
             return None
         if self.cancelling:
-            outcome = Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR,
-                              outcome.output, outcome.truncated, outcome.duration)
-            decision = CANCEL
+            outcome, decision = as_cancelled(outcome), CANCEL
         else:
             decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg,
                                      fatal=opts.get("fatal_exit_codes") or ())

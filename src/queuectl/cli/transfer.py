@@ -7,7 +7,7 @@ import sys
 
 from queuectl.cli.jobs import _read_input, _store
 from queuectl.errors import InvalidInput
-from queuectl.model import MAX_BATCH, STATES, decode_json, parse_exported
+from queuectl.model import MAX_BATCH, STATES, json_lines, parse_exported, validated
 from queuectl.store import resolve_url
 
 
@@ -45,18 +45,7 @@ def import_(args) -> int:
     if args.file == "-":
         args.file = None
     text = _read_input(args)
-    jobs, seen = [], {}
-    for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            job = parse_exported(decode_json(line.rstrip("\r")))
-        except InvalidInput as e:
-            raise InvalidInput(f"line {n}: {e}") from None
-        if job.id in seen:
-            raise InvalidInput(f"line {n}: duplicate id {job.id!r} (also line {seen[job.id]})")
-        seen[job.id] = n
-        jobs.append(job)
+    jobs = validated(json_lines(text), parse_exported)
     if len(jobs) > MAX_BATCH * 10:
         raise InvalidInput(f"{len(jobs)} jobs in one import; the limit is {MAX_BATCH * 10}")
     with _store(args, create=True) as store:

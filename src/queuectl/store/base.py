@@ -35,6 +35,13 @@ class _Decision:
 CANCEL = _Decision("cancel")      # how a cancelled running job ends
 
 
+def as_cancelled(outcome):
+    """The outcome of an attempt that a cancel request ended."""
+    from queuectl.runner import Outcome
+    return Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR, outcome.output,
+                   outcome.truncated, outcome.duration)
+
+
 IMPORTED = '{"imported": true}'     # detail of an imported job's first event
 
 

@@ -19,7 +19,9 @@ from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
-from queuectl.store.base import CANCEL, CANCELLED_ERROR, IMPORTED, queue_rows, skip_existing_jobs, Store, detail_json, ending, event_dict, migrations, rescue_error
+from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, as_cancelled,
+                                 detail_json, ending, event_dict, migrations, queue_rows,
+                                 rescue_error, skip_existing_jobs)
 
 APP = "queuectl"
 SCHEMA_VERSION = 3
@@ -66,11 +68,6 @@ def _ready(queues: "list[str] | None") -> tuple:
     only, extra = _only(queues)
     return SQL_READY.format(only=only), extra
 
-
-def _cancelled(outcome):
-    from queuectl.runner import Outcome
-    return Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR, outcome.output,
-                   outcome.truncated, outcome.duration)
 
 
 SQL_CLAIM = (
@@ -417,7 +414,7 @@ class SQLiteStore(Store):
                     "SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]:
                 # Cancelled while its last moments ran: it is not retried.
                 decision = CANCEL
-                outcome = _cancelled(outcome)
+                outcome = as_cancelled(outcome)
             state, event, run_at, finished = ending(decision, job, now)
             error = None if state == "completed" else outcome.error
             cur = c.execute(SQL_FINISH, (
