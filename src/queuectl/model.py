@@ -44,13 +44,14 @@ MAX_BATCH = 100_000
 
 # Payload fields; any other field is rejected.
 FIELDS = ("id", "command", "queue", "max_retries", "priority", "run_at", "delay",
-          "timeout", "fatal_exit_codes", "cwd", "env")
+          "timeout", "fatal_exit_codes", "cwd", "env", "after")
 DEFAULT_QUEUE = "default"
 # Limits on the optional run settings (documented in the README).
 MAX_CWD_BYTES = 4096
 MAX_ENV_VARS = 1000
 MAX_ENV_BYTES = 64 * 1024
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_AFTER = 1000          # dependencies of one job
 
 
 def new_job_id() -> str:
@@ -66,12 +67,14 @@ class NewJob:
     """A validated enqueue request. `run_at` is absolute (ms) or None (= now + delay)."""
 
     __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
-                 "options", "queue")
+                 "options", "queue", "after")
 
     def __init__(self, id: str, command: str, max_retries: int, priority: int = 0,
                  run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0,
-                 options: "dict | None" = None, queue: str = "default"):
+                 options: "dict | None" = None, queue: str = "default",
+                 after: "list[str] | None" = None):
         self.queue = queue
+        self.after = after or None        # ids of jobs that must complete first
         self.id, self.command, self.max_retries = id, command, max_retries
         self.priority, self.run_at, self.delay, self.timeout = priority, run_at, delay, timeout
         # fatal_exit_codes / cwd / env, only those given; None if none was.
@@ -91,17 +94,21 @@ class Job:
     FIELDS = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
               "timeout", "created_at", "updated_at", "started_at", "finished_at",
               "exit_code", "last_error", "worker_id", "lease_expires_at", "options",
-              "queue", "output", "output_truncated")
+              "queue", "blocked", "output", "output_truncated", "after")
     __slots__ = FIELDS
 
     def __init__(self, id, command, state, attempts, max_retries, priority, run_at,
                  timeout, created_at, updated_at, started_at=None, finished_at=None,
                  exit_code=None, last_error=None, worker_id=None, lease_expires_at=None,
-                 options=None, queue="default", output=None, output_truncated=False):
+                 options=None, queue="default", blocked=False, output=None,
+                 output_truncated=False, after=None):
         if isinstance(options, str):          # as stored: a JSON object
             options = json.loads(options)
         self.options = options or None
         self.queue = queue
+        # blocked: pending until the jobs in `after` complete. `after` is only
+        # loaded by get_job and export (None: not loaded).
+        self.blocked, self.after = bool(blocked), after
         self.id, self.command, self.state = id, command, state
         self.attempts, self.max_retries, self.priority = attempts, max_retries, priority
         self.run_at, self.timeout = run_at, timeout
@@ -143,7 +150,10 @@ class Job:
             "last_error": self.last_error,
             "worker_id": self.worker_id,
             "lease_expires_at": iso(self.lease_expires_at),
+            "blocked": self.blocked,
         }
+        if self.after is not None:
+            d["after"] = list(self.after)
         opts = self.options or {}
         for key in OPTION_FIELDS:
             d[key] = opts.get(key)
@@ -258,7 +268,20 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
 
     return NewJob(id=job_id, command=command, max_retries=max_retries,
                   priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
-                  options=_options(obj), queue=queue)
+                  options=_options(obj), queue=queue, after=_after(obj, job_id))
+
+
+def _after(obj: dict, job_id: str) -> "list[str] | None":
+    after = obj.get("after")
+    if after is None:
+        return None
+    if not isinstance(after, list) or not all(valid_id(a) for a in after):
+        raise InvalidInput("field 'after' must be a list of job ids")
+    if len(after) > MAX_AFTER:
+        raise InvalidInput(f"field 'after' lists more than {MAX_AFTER} jobs")
+    if job_id in after:
+        raise InvalidInput("field 'after': a job cannot run after itself")
+    return list(dict.fromkeys(after)) or None
 
 
 def _utf8_len(text: str, field: str) -> int:
@@ -408,6 +431,13 @@ def validated(items: list, validate) -> list:
             raise InvalidInput(f"{where}: duplicate id {job.id!r} (also {seen[job.id]})")
         seen[job.id] = where
         jobs.append(job)
+    position = {job.id: n for n, job in enumerate(jobs)}
+    for n, job in enumerate(jobs):
+        for dep in job.after or ():
+            if position.get(dep, -1) > n:
+                raise InvalidInput(
+                    f"{items[n][0]}: field 'after': job {dep!r} comes later in this "
+                    f"input ({seen[dep]}); a job can only run after an earlier one")
     return jobs
 
 
@@ -416,7 +446,7 @@ def validated(items: list, validate) -> list:
 #: Fields of an exported job beyond what `enqueue` takes (`queuectl export`).
 STATE_FIELDS = ("state", "attempts", "created_at", "updated_at", "started_at",
                 "finished_at", "exit_code", "last_error", "worker_id",
-                "lease_expires_at", "output", "output_truncated")
+                "lease_expires_at", "output", "output_truncated", "blocked")
 
 
 def _opt_time(obj: dict, key: str) -> "int | None":
@@ -475,4 +505,5 @@ def parse_exported(obj: object) -> Job:
     # Times left out (None) become the importing store's "now".
     return Job(new.id, new.command, state, attempts, new.max_retries, new.priority,
                new.run_at, new.timeout, created, updated, started, finished, exit_code,
-               last_error, None, None, new.options, new.queue, output, truncated)
+               last_error, None, None, new.options, new.queue, False, output, truncated,
+               new.after)

@@ -13,7 +13,7 @@ import socket
 import time
 
 from queuectl import log, policy, runner
-from queuectl.errors import LeaseLost, QueueError
+from queuectl.errors import LeaseLost, QueueError, StoreError
 from queuectl.runner import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
 
@@ -21,7 +21,8 @@ TICK = 0.25           # seconds between checks while a job runs
 STOP_CHECK = 0.5      # how often the stop flag is read
 RESCUE_EVERY = 1.0    # how often expired leases are looked for
 CONFIG_EVERY = 2.0    # how often config is re-read
-PRUNE_EVERY = 30.0    # how often completed_ttl is applied
+PRUNE_EVERY = 30.0    # how often completed_ttl is applied (and dependents are repaired)
+SCHEDULE_EVERY = 1.0  # how often due cron schedules are fired
 LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_timeout) is dropped
 
 
@@ -52,7 +53,9 @@ class Worker:
         self.base_env = dict(os.environ)
         now = time.monotonic()
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
-                      "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10}
+                      "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10,
+                      "schedule": now}
+        self.cron_error: "str | None" = None     # why this worker cannot fire schedules
         self._db_error = None
         self._renewed = time.monotonic()   # when the running job's lease was last renewed
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
@@ -265,7 +268,8 @@ class Worker:
         """Seconds until the next heartbeat, rescue or config look is due. (A
         stop request needs no timer: it is a commit, which ends the wait.)"""
         nxt = self._next
-        return max(0.001, min(nxt["beat"], nxt["rescue"], nxt["config"]) - time.monotonic())
+        return max(0.001, min(nxt["beat"], nxt["rescue"], nxt["config"], nxt["schedule"])
+                   - time.monotonic())
 
     def housekeeping(self) -> None:
         if self.parent_pid is not None and (
@@ -311,7 +315,11 @@ class Worker:
                     n = self.store.purge(["completed"], ttl)
                     if n:
                         self.log(f"pruned {n} completed jobs older than {ttl:g}s")
+                self.store.settle_dependents()
                 nxt["prune"] = now + PRUNE_EVERY
+            if now >= nxt["schedule"]:
+                nxt["schedule"] = now + SCHEDULE_EVERY
+                self.fire_schedules()
             if now >= nxt["rescue"]:
                 for job in self.store.rescue_expired(self._decide_lost):
                     self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",
@@ -324,6 +332,27 @@ class Worker:
             self._db_trouble(e)
             for key in nxt:
                 nxt[key] = max(nxt[key], now + 1.0)
+
+    def fire_schedules(self) -> None:
+        """Enqueue the jobs of due cron schedules (exactly once across workers:
+        see Store.fire_schedules)."""
+        if self.cron_error is not None:
+            return
+        from queuectl import cron
+        cfg = self.cfg
+        try:
+            fired = self.store.fire_schedules(
+                cron.next_after, lambda job, job_id: cron.firing_job(job, job_id, cfg))
+        except StoreError:
+            raise
+        except QueueError as e:
+            # The cron extra is missing here, or a zone this host lacks: say so
+            # once; workers that can will fire the schedules.
+            self.cron_error = str(e)
+            self.log(f"not firing cron schedules: {e}", always=True)
+            return
+        for job_id in fired:
+            self.log(f"schedule fired: enqueued {job_id}")
 
     def _decide_lost(self, job):
         lost = Outcome("lease_expired", error="lease expired")

@@ -159,7 +159,7 @@ def list_(args) -> int:
     _check_state(args.state)
     list_jobs(args, args.state,
               ["ID", "STATE", "ATTEMPTS", "PRIORITY", "UPDATED (UTC)", "COMMAND"],
-              lambda j: [j.id, j.state, render.attempts(j), str(j.priority),
+              lambda j: [j.id, j.state + (" (blocked)" if j.blocked else ""), render.attempts(j), str(j.priority),
                          render.short_time(iso(j.updated_at)), render.one_line(j.command)])
     return 0
 
@@ -179,6 +179,8 @@ def show(args) -> int:
             v = f"{v}s" if v else "none"
         elif k == "attempts":
             v = f"{v} of {job.max_retries + 1} allowed"
+        elif isinstance(v, bool):
+            v = "yes" if v else "no"
         elif isinstance(v, (list, dict)):
             v = json.dumps(v, ensure_ascii=False)
         print(f"{k.ljust(width)}  {'-' if v is None else v}")

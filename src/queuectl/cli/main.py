@@ -174,6 +174,25 @@ def build_parser() -> Parser:
     p.add_argument("name")
     p.add_argument("n", type=_limit, metavar="N")
 
+    s = cmd("schedule", "recurring jobs: add, list, remove", None)
+    ssub = s.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", parser_class=Parser)
+    p = cmd("add", "enqueue a job on a cron schedule (workers fire it)",
+            "schedules:add", ssub)
+    p.add_argument("name", help="the schedule's name; each firing's job id is "
+                                "NAME:<fire time>")
+    p.add_argument("cron", metavar="CRON",
+                   help="5 fields: minute hour day-of-month month day-of-week "
+                        "(e.g. '*/15 * * * *'), or @hourly/@daily/@weekly/@monthly/@yearly")
+    p.add_argument("job", metavar="JOB", help="the job as a JSON object, without id")
+    p.add_argument("--tz", metavar="ZONE",
+                   help="evaluate CRON in this IANA time zone (default UTC)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a schedule of the same name instead of failing")
+    p = cmd("list", "every schedule with its next fire time", "schedules:list_", ssub)
+    _json(p)
+    p = cmd("remove", "delete a schedule (jobs it enqueued stay)", "schedules:remove", ssub)
+    p.add_argument("name")
+
     p = cmd("purge", "delete old finished jobs and their events", "control:purge")
     p.add_argument("--state", action="append", required=True, metavar="STATE",
                    dest="states", help="completed, dead or cancelled (repeatable)")
@@ -215,7 +234,7 @@ def main(argv=None) -> int:
         target = getattr(args, "target", None)
         if target is None:
             group = {"worker": "worker", "dlq": "dlq", "config": "config",
-                     "queue": "queue"}.get(args.command)
+                     "queue": "queue", "schedule": "schedule"}.get(args.command)
             raise InvalidInput(f"{'a subcommand' if group else 'a command'} is required "
                                f"(see 'queuectl {group + ' ' if group else ''}--help')")
         module, func = target.split(":")

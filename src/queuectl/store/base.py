@@ -60,6 +60,37 @@ def skip_existing_jobs(jobs: list[NewJob], existing: dict) -> "tuple[list[NewJob
     return keep, existed
 
 
+def dependency_error(dep_id: str, state: str) -> str:
+    """last_error of a job cancelled because a job it runs after ended badly."""
+    return f"dependency {dep_id} ended {state}"
+
+
+def dependency_plan(jobs: list, found: dict) -> "tuple[dict, list, list]":
+    """How to insert `jobs` (NewJobs, or Jobs being imported) that have `after`.
+
+    `found` is {id: state} of the dependencies outside `jobs` that exist.
+    Returns ({job id: blocked}, [(job id, dependency id)], ids of dependencies
+    that ended dead or cancelled: their new dependents are cancelled once
+    inserted). InvalidInput names the first dependency that does not exist.
+    """
+    from queuectl.errors import InvalidInput
+    states = dict(found)
+    states.update((j.id, getattr(j, "state", "pending")) for j in jobs)
+    blocked, rows, failed = {}, [], {}
+    for j in jobs:
+        waits = False
+        for dep in j.after or ():
+            state = states.get(dep)
+            if state is None:
+                raise InvalidInput(f"job {j.id}: field 'after': no job {dep!r}")
+            rows.append((j.id, dep))
+            waits = waits or state != "completed"
+            if state in ("dead", "cancelled"):
+                failed[dep] = True
+        blocked[j.id] = waits and getattr(j, "state", "pending") in ("pending", "failed")
+    return blocked, rows, list(failed)
+
+
 def ending(decision, job: Job, now: int):
     """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
     state, event = ENDINGS[decision.action]
@@ -160,6 +191,11 @@ class Store(ABC):
         """Renew the worker's heartbeat and its job's lease. Returns False if
         the worker no longer holds `job_id` (it was rescued meanwhile)."""
 
+    def settle_dependents(self) -> int:
+        """Repair: settle blocked jobs whose dependencies have all ended (a
+        backend that settles in the ending transaction never leaves any)."""
+        return 0
+
     @abstractmethod
     def cancel(self, job_id: str) -> str:
         """`pending`/`failed` -> `cancelled` (event `cancelled`), returning
@@ -220,6 +256,32 @@ class Store(ABC):
         """Insert exported jobs with their state, attempts, times and output
         (event `enqueued` with detail `imported`), all or nothing; times that
         are None become now. DuplicateJob if any id exists already."""
+
+    # ------------------------------------------------------------ schedules
+    @abstractmethod
+    def add_schedule(self, name: str, cron: str, tz: "str | None", job: str,
+                     next_after, replace: bool = False) -> int:
+        """Store a recurring job (`job`: its payload as JSON text); its first
+        firing is next_after(now). Conflict if the name exists, unless
+        `replace`. Returns the first fire time (epoch ms)."""
+
+    @abstractmethod
+    def schedules(self) -> list[dict]:
+        """Every schedule: name, cron, tz, job (the payload), next_run_at,
+        last_run_at (ISO times), by name."""
+
+    @abstractmethod
+    def remove_schedule(self, name: str) -> None:
+        """NotFound if there is no such schedule."""
+
+    @abstractmethod
+    def fire_schedules(self, next_after, make_job) -> list[str]:
+        """Enqueue one job for each schedule that is due, exactly once however
+        many workers call this at once: the job (`make_job(payload, id)`) has
+        the id '<name>:<fire time>', and next_run_at moves to
+        next_after(cron, tz, now) in the same transaction. A schedule that
+        missed several firings (no worker ran) fires once. Returns the ids
+        enqueued."""
 
     # ------------------------------------------------------------ jobs: reads
     @abstractmethod
@@ -288,6 +350,12 @@ class Store(ABC):
 
     @abstractmethod
     def config_set(self, key: str, value) -> None: ...
+
+
+def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:
+    """One schedules row as `schedule list --json` shows it."""
+    return {"name": name, "cron": cron, "tz": tz or "UTC", "job": json.loads(job),
+            "next_run_at": iso(next_run_at), "last_run_at": iso(last_run_at)}
 
 
 def queue_rows(counted, settings) -> list[dict]:

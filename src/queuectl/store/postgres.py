@@ -31,10 +31,13 @@ from queuectl.clock import iso
 from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
                              StoreError)
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
-from queuectl.store.base import CANCEL, CANCELLED_ERROR, IMPORTED, Store, queue_rows, skip_existing_jobs, ending, event_dict, migrations, rescue_error
+from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, dependency_error,
+                                 dependency_plan, ending, event_dict, migrations, queue_rows,
+                                 rescue_error, schedule_dict, skip_existing_jobs)
+from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
@@ -53,21 +56,22 @@ def _iso_sql(expr: str) -> str:
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at, options, queue")
+            "worker_id, lease_expires_at, options, queue, blocked")
 J_COLS = ", ".join("j." + c.strip() for c in JOB_COLS.split(","))
 
 SQL_ENQUEUE = f"""
 WITH clock AS (SELECT {NOW} AS n),
 new AS (
     INSERT INTO queuectl_jobs (id, command, max_retries, priority, run_at, timeout,
-                               created_at, updated_at, options, queue)
+                               created_at, updated_at, options, queue, blocked)
     SELECT u.id, u.command, u.max_retries, u.priority, COALESCE(u.run_at, clock.n + u.delay),
-           u.timeout, clock.n, clock.n, u.options, u.queue
+           u.timeout, clock.n, clock.n, u.options, u.queue, COALESCE(u.blocked, false)
     FROM unnest(%(ids)s::text[], %(commands)s::text[], %(max_retries)s::bigint[],
                 %(priorities)s::bigint[], %(run_ats)s::bigint[], %(delays)s::bigint[],
-                %(timeouts)s::float8[], %(options)s::text[], %(queues)s::text[])
+                %(timeouts)s::float8[], %(options)s::text[], %(queues)s::text[],
+                %(blocked)s::boolean[])
          WITH ORDINALITY AS u(id, command, max_retries, priority, run_at, delay, timeout,
-                              options, queue, ord),
+                              options, queue, blocked, ord),
          clock
     ORDER BY u.ord
     RETURNING id, created_at),
@@ -95,7 +99,8 @@ WITH me AS (
     {{guard}}),
 next AS (
     SELECT seq FROM queuectl_jobs
-    WHERE state IN ('pending', 'failed') AND run_at <= {NOW} AND EXISTS (SELECT 1 FROM me)
+    WHERE state IN ('pending', 'failed') AND NOT blocked AND run_at <= {NOW}
+      AND EXISTS (SELECT 1 FROM me)
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND queue NOT IN ({SQL_BLOCKED})
     ORDER BY priority DESC, run_at, seq
@@ -136,19 +141,59 @@ WITH done AS (
           FROM queuectl_jobs j2 WHERE j2.id = %(id)s::text) AS flag
     WHERE j.id = %(id)s::text AND j.state = 'processing' AND j.worker_id = %(worker)s::text
           AND j.attempts = %(attempts)s::bigint
-    RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error)
-INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
-SELECT id, CASE WHEN done.state = 'cancelled' THEN 'cancelled' ELSE %(event)s::text END,
-       attempts, updated_at, %(worker)s::text,
-       json_strip_nulls(json_build_object(
-           'exit_code', %(exit_code)s::bigint, 'error', done.last_error,
-           'duration', %(duration)s::float8,
-           'run_at', CASE WHEN done.state = 'failed' THEN {_iso_sql('run_at')} END))::text
-FROM done
+    RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error,
+              j.has_dependents),
+ev AS (
+    INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
+    SELECT id, CASE WHEN done.state = 'cancelled' THEN 'cancelled' ELSE %(event)s::text END,
+           attempts, updated_at, %(worker)s::text,
+           json_strip_nulls(json_build_object(
+               'exit_code', %(exit_code)s::bigint, 'error', done.last_error,
+               'duration', %(duration)s::float8,
+               'run_at', CASE WHEN done.state = 'failed' THEN {_iso_sql('run_at')} END))::text
+    FROM done)
+SELECT state, has_dependents FROM done
+"""
+
+# Dependents of jobs that just ended (see migrations/sqlite/0004): unblock
+# those whose dependencies have all completed; find those to cancel.
+SQL_UNBLOCK = """
+UPDATE queuectl_jobs j SET blocked = false
+WHERE j.blocked AND j.state IN ('pending', 'failed')
+  AND j.id IN (SELECT job_id FROM queuectl_job_deps WHERE dep_id = ANY(%(ids)s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM queuectl_job_deps d JOIN queuectl_jobs p ON p.id = d.dep_id
+                  WHERE d.job_id = j.id AND p.state <> 'completed')
+"""
+SQL_DOOMED = """
+SELECT d.job_id, d.dep_id, p.state FROM queuectl_job_deps d
+JOIN queuectl_jobs p ON p.id = d.dep_id JOIN queuectl_jobs j ON j.id = d.job_id
+WHERE d.dep_id = ANY(%(ids)s::text[]) AND p.state IN ('dead', 'cancelled')
+  AND j.state IN ('pending', 'failed')
+ORDER BY j.seq, d.dep_id
+"""
+SQL_CANCEL = """
+WITH c AS (
+    UPDATE queuectl_jobs SET state = 'cancelled', blocked = false, updated_at = %(now)s,
+           finished_at = %(now)s, last_error = %(error)s
+    WHERE id = %(id)s AND state IN ('pending', 'failed')
+    RETURNING id, attempts)
+INSERT INTO queuectl_events (job_id, event, attempt, at, detail)
+SELECT id, 'cancelled', attempts, %(now)s, %(detail)s FROM c
+"""
+# Blocked jobs whose dependencies have all ended (their settling was cut short
+# by a crash between a finish and its follow-up): what to settle again.
+SQL_UNSETTLED = """
+SELECT DISTINCT d.dep_id FROM queuectl_jobs j
+JOIN queuectl_job_deps d ON d.job_id = j.id JOIN queuectl_jobs p ON p.id = d.dep_id
+WHERE j.blocked AND j.state IN ('pending', 'failed')
+  AND p.state IN ('completed', 'dead', 'cancelled')
+  AND (p.state <> 'completed' OR NOT EXISTS (
+      SELECT 1 FROM queuectl_job_deps d2 JOIN queuectl_jobs p2 ON p2.id = d2.dep_id
+      WHERE d2.job_id = j.id AND p2.state <> 'completed'))
 """
 
 SQL_EXPIRED = f"""
-SELECT {JOB_COLS}, cancel_requested FROM queuectl_jobs j
+SELECT {JOB_COLS}, has_dependents, cancel_requested FROM queuectl_jobs j
 WHERE state = 'processing' AND (lease_expires_at < %(seen)s::bigint
       OR NOT EXISTS (SELECT 1 FROM queuectl_workers w WHERE w.id = j.worker_id))
 ORDER BY lease_expires_at LIMIT 200
@@ -420,16 +465,37 @@ class PostgresStore(Store):
             raise self._fail(e) from None
 
     # ------------------------------------------------------------ jobs: writes
-    def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
-        existed: list[str] = []
-        params = self._p(
+    def _enqueue_params(self, jobs: list[NewJob], blocked: "dict | None" = None) -> dict:
+        return self._p(
             ids=[j.id for j in jobs], commands=[_text(j.command) for j in jobs],
             max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
             run_ats=[j.run_at for j in jobs], delays=[round(j.delay * 1000) for j in jobs],
             timeouts=[float(j.timeout) for j in jobs],
             options=[options_json(j.options) for j in jobs],
-            queues=[j.queue for j in jobs], channel=self.channel)
+            queues=[j.queue for j in jobs],
+            blocked=[bool(blocked and blocked.get(j.id)) for j in jobs], channel=self.channel)
+
+    def enqueue(self, jobs: list[NewJob], skip_existing: bool = False) -> list[str]:
+        existed: list[str] = []
         conn = self._ensure()
+        if any(j.after for j in jobs):
+            try:
+                with conn.transaction():
+                    if skip_existing:
+                        found = dict(conn.execute(
+                            "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])",
+                            ([j.id for j in jobs],)).fetchall())
+                        jobs, existed = skip_existing_jobs(jobs, found)
+                    blocked, deps, failed = self._plan(conn, jobs)
+                    if jobs:
+                        conn.execute(SQL_ENQUEUE, self._enqueue_params(jobs, blocked))
+                    self._add_deps(conn, deps, failed)
+            except psycopg.errors.UniqueViolation:
+                raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+            except psycopg.Error as e:
+                raise self._fail(e) from None
+            return existed
+        params = self._enqueue_params(jobs)
         try:
             if not skip_existing:
                 conn.execute(SQL_ENQUEUE, params)
@@ -449,15 +515,88 @@ class PostgresStore(Store):
             raise self._fail(e) from None
         return existed
 
-    def import_jobs(self, jobs: list[Job]) -> None:
-        cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
-                "timeout", "created_at", "updated_at", "started_at", "finished_at",
-                "exit_code", "last_error", "output", "output_truncated", "queue", "options")
-        rows = [[_text(getattr(j, c)) if isinstance(getattr(j, c), str) else getattr(j, c)
-                 for c in cols[:-1]] + [options_json(j.options)] for j in jobs]
+    def _plan(self, conn, jobs: list) -> tuple:
+        """dependency_plan() of jobs about to be inserted. The dependencies'
+        rows are marked has_dependents first, which locks them: a finish that
+        races with this enqueue either commits first (and we read its state)
+        or waits and then reads has_dependents in its RETURNING (and settles
+        the new dependents)."""
+        if not any(j.after for j in jobs):
+            return {}, [], []
+        batch = {j.id for j in jobs}
+        outside = sorted({d for j in jobs for d in j.after or () if d not in batch})
+        found = dict(conn.execute(
+            "UPDATE queuectl_jobs SET has_dependents = true WHERE id IN (SELECT id FROM "
+            "queuectl_jobs WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE) "
+            "RETURNING id, state", (outside,)).fetchall()) if outside else {}
+        return dependency_plan(jobs, found)
+
+    def _add_deps(self, conn, deps: list, failed: list) -> None:
+        """Record (job, dependency) pairs of jobs just inserted; cancel those
+        whose dependency ended dead or cancelled already."""
+        if not deps:
+            return
+        conn.execute("INSERT INTO queuectl_job_deps (job_id, dep_id) "
+                     "SELECT * FROM unnest(%s::text[], %s::text[])",
+                     ([j for j, _ in deps], [d for _, d in deps]))
+        conn.execute("UPDATE queuectl_jobs SET has_dependents = true "
+                     "WHERE id = ANY(%s::text[]) AND NOT has_dependents",
+                     (sorted({d for _, d in deps}),))
+        if failed:
+            self._settle(conn, failed)
+
+    def _settle(self, conn, ended: list) -> None:
+        """Jobs `ended` have reached a terminal state (committed, or earlier
+        in this transaction): unblock their dependents whose dependencies have
+        all completed; cancel, recursively, those that waited for a job that
+        ended dead or cancelled."""
+        (now,) = conn.execute(f"SELECT {NOW}", self._p()).fetchone()
+        frontier = list(ended)
+        while frontier:
+            if conn.execute(SQL_UNBLOCK, {"ids": frontier}).rowcount:
+                conn.execute("SELECT pg_notify(%s, 'unblocked')", (self.channel,))
+            doomed: dict = {}
+            for job_id, dep, state in conn.execute(SQL_DOOMED, {"ids": frontier}).fetchall():
+                doomed.setdefault(job_id, (dep, state))
+            for job_id, (dep, state) in doomed.items():
+                error = dependency_error(dep, state)
+                conn.execute(SQL_CANCEL, {"now": now, "error": error, "id": job_id,
+                                          "detail": json.dumps({"error": error})})
+            frontier = list(doomed)
+
+    def _settle_now(self, ended: list) -> None:
+        """_settle in a transaction of its own (after an autocommit finish)."""
         conn = self._ensure()
         try:
             with conn.transaction():
+                self._settle(conn, ended)
+        except psycopg.Error as e:
+            raise self._fail(e) from None
+
+    def settle_dependents(self) -> int:
+        """Settle dependents whose dependencies all ended but which are still
+        blocked: a worker that died between a job's finish and the settling
+        transaction that follows it leaves them so. Returns how many jobs'
+        dependents were settled."""
+        ended = [r[0] for r in self._rows(SQL_UNSETTLED)]
+        if ended:
+            self._settle_now(ended)
+        return len(ended)
+
+    def import_jobs(self, jobs: list[Job]) -> None:
+        cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
+                "timeout", "created_at", "updated_at", "started_at", "finished_at",
+                "exit_code", "last_error", "output", "output_truncated", "queue", "blocked",
+                "options")
+        conn = self._ensure()
+        try:
+            with conn.transaction():
+                blocked, deps, failed = self._plan(conn, jobs)
+                for j in jobs:
+                    j.blocked = blocked.get(j.id, False)
+                rows = [[_text(getattr(j, c)) if isinstance(getattr(j, c), str)
+                         else getattr(j, c) for c in cols[:-1]] + [options_json(j.options)]
+                        for j in jobs]
                 (now,) = conn.execute(f"SELECT {NOW}", self._p()).fetchone()
                 for r in rows:
                     for i in (6, 8, 9):         # run_at, created_at, updated_at
@@ -474,6 +613,7 @@ class PostgresStore(Store):
                         "INSERT INTO queuectl_events (job_id, event, attempt, at, detail) "
                         "VALUES (%s, 'enqueued', %s, %s, %s)",
                         [(j.id, j.attempts, now, IMPORTED) for j in jobs])
+                self._add_deps(conn, deps, failed)
                 conn.execute("SELECT pg_notify(%s, 'enqueued')", (self.channel,))
         except psycopg.errors.UniqueViolation:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
@@ -486,11 +626,23 @@ class PostgresStore(Store):
             rows = self._rows(f"SELECT seq, {JOB_COLS}, output, output_truncated "
                               "FROM queuectl_jobs WHERE seq > %s ORDER BY seq LIMIT %s",
                               (last, batch))
-            for row in rows:
-                yield Job(*row[1:])
+            jobs = [Job(*row[1:]) for row in rows]
+            after = self._after_of([j.id for j in jobs])
+            for job in jobs:
+                job.after = after.get(job.id)
+                yield job
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def _after_of(self, ids: list[str]) -> dict:
+        """{job id: [ids it runs after]} for those of `ids` that have any."""
+        out: dict = {}
+        for job_id, dep in self._rows(
+                "SELECT job_id, dep_id FROM queuectl_job_deps WHERE job_id = ANY(%s::text[]) "
+                "ORDER BY job_id, dep_id", (ids,)):
+            out.setdefault(job_id, []).append(dep)
+        return out
 
     def _first_duplicate(self, ids: list[str]) -> str:
         """The first id that exists already, else the first repeated in `ids`."""
@@ -539,14 +691,17 @@ class PostgresStore(Store):
                queues: "list[str] | None" = None):
         state, event, _, _ = ending(decision, job, 0)
         error = None if state == "completed" else _text(outcome.error)
-        cur = self._x(SQL_FINISH, self._p(
+        done = self._x(SQL_FINISH, self._p(
             state=state, event=event, delay=round(decision.delay * 1000),
             exit_code=outcome.exit_code, error=error, output=_text(outcome.output) or None,
             truncated=bool(outcome.truncated), id=job.id, worker=job.worker_id,
             attempts=job.attempts, cancelled=CANCELLED_ERROR,
-            duration=round(outcome.duration, 3)))
-        if cur.rowcount != 1:
+            duration=round(outcome.duration, 3))).fetchone()
+        if done is None:
             raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
+        if done[1] and done[0] != "failed":
+            # (If we die before this commits, settle_dependents() does it.)
+            self._settle_now([job.id])
         if state == "failed" or self._has_limits:
             # Idle workers recompute when to look next (or see room under a limit).
             self._notify("retry" if state == "failed" else "finished")
@@ -587,18 +742,16 @@ class PostgresStore(Store):
 
     def cancel(self, job_id: str) -> str:
         with self._tx() as (c, now):
-            row = c.execute("SELECT state, attempts FROM queuectl_jobs WHERE id = %s "
+            row = c.execute("SELECT state, has_dependents FROM queuectl_jobs WHERE id = %s "
                             "FOR UPDATE", (job_id,)).fetchone()
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            state, attempts = row
+            state, has_dependents = row
             if state in ("pending", "failed"):
-                c.execute("UPDATE queuectl_jobs SET state = 'cancelled', updated_at = %s, "
-                          "finished_at = %s, last_error = %s WHERE id = %s",
-                          (now, now, CANCELLED_ERROR, job_id))
-                c.execute("INSERT INTO queuectl_events (job_id, event, attempt, at, detail) "
-                          "VALUES (%s, 'cancelled', %s, %s, %s)",
-                          (job_id, attempts, now, json.dumps({"error": CANCELLED_ERROR})))
+                c.execute(SQL_CANCEL, {"now": now, "error": CANCELLED_ERROR, "id": job_id,
+                                       "detail": json.dumps({"error": CANCELLED_ERROR})})
+                if has_dependents:
+                    self._settle(c, [job_id])
                 return "cancelled"
             if state == "processing":
                 c.execute("UPDATE queuectl_jobs SET cancel_requested = true WHERE id = %s",
@@ -645,7 +798,7 @@ class PostgresStore(Store):
             c.execute("DELETE FROM queuectl_workers WHERE expires_at < %s", (forget,))
             rows = c.execute(SQL_EXPIRED + " FOR UPDATE SKIP LOCKED", {"seen": seen}).fetchall()
             for row in rows:
-                job = Job(*row[:-1])
+                job = Job(*row[:-2])
                 # A job being cancelled is not retried when its worker is lost.
                 decision = CANCEL if row[-1] else decide(job)
                 state, event, run_at, finished = ending(decision, job, now)
@@ -659,6 +812,8 @@ class PostgresStore(Store):
                                           if state == "failed" else {"error": error})})
                 if cur.rowcount != 2:
                     continue
+                if row[-2] and state != "failed":
+                    self._settle(c, [job.id])
                 job.state, job.run_at, job.last_error = state, run_at, error
                 rescued.append(job)
         if rescued:
@@ -680,13 +835,61 @@ class PostgresStore(Store):
             self._notify("dlq_retry")
         return n
 
+    # ------------------------------------------------------------ schedules
+    def add_schedule(self, name, cron, tz, job, next_after, replace=False) -> int:
+        with self._tx() as (c, now):
+            first = next_after(now)
+            conflict = ("DO UPDATE SET cron = EXCLUDED.cron, tz = EXCLUDED.tz, job = EXCLUDED.job, "
+                        "next_run_at = EXCLUDED.next_run_at, last_run_at = NULL, "
+                        "created_at = EXCLUDED.created_at" if replace else "DO NOTHING")
+            cur = c.execute("INSERT INTO queuectl_schedules (name, cron, tz, job, next_run_at, "
+                            "created_at) VALUES (%s, %s, %s, %s, %s, %s) "
+                            f"ON CONFLICT (name) {conflict}",
+                            (name, cron, tz, job, first, now))
+            if cur.rowcount != 1:
+                raise Conflict(f"schedule {name} already exists (remove it first, or "
+                               "use --replace)")
+        return first
+
+    def schedules(self) -> list[dict]:
+        return [schedule_dict(*r) for r in self._rows(
+            "SELECT name, cron, tz, job, next_run_at, last_run_at FROM queuectl_schedules "
+            "ORDER BY name")]
+
+    def remove_schedule(self, name: str) -> None:
+        if self._x("DELETE FROM queuectl_schedules WHERE name = %s", (name,)).rowcount != 1:
+            raise NotFound(f"schedule {name} not found")
+
+    def fire_schedules(self, next_after, make_job) -> list[str]:
+        (due,) = self._rows(f"SELECT min(next_run_at) <= {NOW} FROM queuectl_schedules",
+                            self._p())[0]
+        if not due:
+            return []
+        fired = []
+        with self._tx() as (c, now):
+            # A schedule another worker is firing is skipped; one it has fired
+            # no longer matches (its next_run_at moved past now).
+            for name, cron, tz, job, at in c.execute(
+                    "SELECT name, cron, tz, job, next_run_at FROM queuectl_schedules "
+                    "WHERE next_run_at <= %s ORDER BY next_run_at, name "
+                    "FOR UPDATE SKIP LOCKED", (now,)).fetchall():
+                c.execute("UPDATE queuectl_schedules SET next_run_at = %s, last_run_at = %s "
+                          "WHERE name = %s", (next_after(cron, tz, now), at, name))
+                job_id = firing_id(name, at)
+                params = self._enqueue_params([make_job(job, job_id)])
+                if c.execute(SQL_ENQUEUE_SKIP, params).fetchall():
+                    fired.append(job_id)
+        return fired
+
     # ------------------------------------------------------------ jobs: reads
     def get_job(self, job_id: str, with_output: bool = False) -> Job:
         cols = JOB_COLS + (", output, output_truncated" if with_output else "")
         rows = self._rows(f"SELECT {cols} FROM queuectl_jobs WHERE id = %s", (job_id,))
         if not rows:
             raise NotFound(f"job {job_id} not found")
-        return Job(*rows[0])
+        job = Job(*rows[0])
+        job.after = self._after_of([job_id]).get(job_id, [])
+        return job
 
     def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
         rows = self._rows(
@@ -720,7 +923,7 @@ class PostgresStore(Store):
     def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
         (wait,) = self._rows(
             f"SELECT min(run_at) - {NOW} FROM queuectl_jobs "
-            "WHERE state IN ('pending', 'failed') "
+            "WHERE state IN ('pending', 'failed') AND NOT blocked "
             "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])) "
             f"AND queue NOT IN ({SQL_BLOCKED})",
             self._p(queues=list(queues) if queues else None))[0]

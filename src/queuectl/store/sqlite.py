@@ -20,11 +20,13 @@ from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
 from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, as_cancelled,
-                                 detail_json, ending, event_dict, migrations, queue_rows,
-                                 rescue_error, skip_existing_jobs)
+                                 dependency_error, dependency_plan, detail_json, ending,
+                                 event_dict, migrations, queue_rows, rescue_error,
+                                 schedule_dict, skip_existing_jobs)
+from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -32,16 +34,16 @@ STALE_WORKER_TTL = 3_600_000   # ms a dead worker's row is kept after it expired
 
 JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
             "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
-            "worker_id, lease_expires_at, options, queue")
+            "worker_id, lease_expires_at, options, queue, blocked")
 
 SQL_INSERT_JOB = (
     "INSERT INTO jobs (id, command, max_retries, priority, run_at, timeout, "
-    "created_at, updated_at, options, queue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "created_at, updated_at, options, queue, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_IMPORT_JOB = (
     "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout, "
     "created_at, updated_at, started_at, finished_at, exit_code, last_error, output, "
-    "output_truncated, options, queue) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "output_truncated, options, queue, blocked) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 SQL_INSERT_EVENT = (
     "INSERT INTO events (job_id, event, attempt, at, worker_id, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)")
@@ -51,7 +53,7 @@ SQL_BLOCKED = (
     "(SELECT count(*) FROM jobs r WHERE r.state = 'processing' AND r.queue = queues.name))")
 SQL_READY = (
     f"SELECT seq, {JOB_COLS} FROM jobs INDEXED BY jobs_ready "
-    "WHERE state IN ('pending', 'failed') "
+    "WHERE state IN ('pending', 'failed') AND blocked = 0 "
     f"AND run_at <= ? AND queue NOT IN ({SQL_BLOCKED}) {{only}} "
     "ORDER BY priority DESC, run_at, seq LIMIT 1")
 
@@ -81,7 +83,7 @@ SQL_FINISH = (
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
 SQL_EXPIRED = (
-    f"SELECT {JOB_COLS}, cancel_requested FROM jobs WHERE state = 'processing' AND "
+    f"SELECT {JOB_COLS}, has_dependents, cancel_requested FROM jobs WHERE state = 'processing' AND "
     "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
 SQL_INSERT_WORKER = (
     "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, expires_at) "
@@ -91,14 +93,36 @@ SQL_RESCUE = (
     "exit_code = NULL, last_error = ?, lease_expires_at = NULL "
     "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = ?")
 
-def _import_row(j: Job, now: int) -> tuple:
+# Dependents of jobs that just ended (see migrations/sqlite/0004): those whose
+# dependencies have all completed are unblocked; those of a dead or cancelled
+# dependency are cancelled.
+SQL_UNBLOCK = (
+    "UPDATE jobs SET blocked = 0 WHERE blocked = 1 AND state IN ('pending', 'failed') "
+    "AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({marks})) "
+    "AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.dep_id "
+    "WHERE d.job_id = jobs.id AND p.state <> 'completed')")
+SQL_DOOMED = (
+    "SELECT d.job_id, d.dep_id, p.state, j.attempts FROM job_deps d "
+    "JOIN jobs p ON p.id = d.dep_id JOIN jobs j ON j.id = d.job_id "
+    "WHERE d.dep_id IN ({marks}) AND p.state IN ('dead', 'cancelled') "
+    "AND j.state IN ('pending', 'failed') ORDER BY j.seq")
+SQL_CANCEL = (
+    "UPDATE jobs SET state = 'cancelled', blocked = 0, updated_at = ?, finished_at = ?, "
+    "last_error = ? WHERE id = ? AND state IN ('pending', 'failed')")
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _import_row(j: Job, now: int, blocked: bool) -> tuple:
     return (j.id, j.command, j.state, j.attempts, j.max_retries, j.priority,
             now if j.run_at is None else j.run_at, j.timeout,
             now if j.created_at is None else j.created_at,
             now if j.updated_at is None else j.updated_at, j.started_at,
             now if j.finished_at is None and j.state in TERMINAL else j.finished_at,
             j.exit_code, j.last_error, j.output, int(bool(j.output_truncated)),
-            options_json(j.options), j.queue)
+            options_json(j.options), j.queue, int(blocked))
 
 
 class _Duplicate(Exception):
@@ -310,19 +334,74 @@ class SQLiteStore(Store):
                 if skip_existing:
                     jobs, existed = skip_existing_jobs(jobs, self._existing(
                         c, [j.id for j in jobs]))
-                try:
-                    c.executemany(SQL_INSERT_JOB, [
-                        (j.id, j.command, j.max_retries, j.priority,
-                         j.run_at if j.run_at is not None else now + round(j.delay * 1000),
-                         j.timeout, now, now, options_json(j.options), j.queue)
-                        for j in jobs])
-                except sqlite3.IntegrityError:
-                    raise _Duplicate from None       # _write rolls back
-                c.executemany(SQL_INSERT_EVENT,
-                              [(j.id, "enqueued", 0, now, None, None) for j in jobs])
+                blocked, deps, failed = self._plan(c, jobs)
+                self._insert(c, jobs, now, blocked)
+                self._add_deps(c, deps, failed, now)
         except _Duplicate:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
         return existed
+
+    @staticmethod
+    def _insert(c, jobs: list[NewJob], now: int, blocked: "dict | None" = None) -> None:
+        """Insert new jobs and their `enqueued` events (_Duplicate on an id
+        that exists: the caller's transaction rolls back)."""
+        try:
+            c.executemany(SQL_INSERT_JOB, [
+                (j.id, j.command, j.max_retries, j.priority,
+                 j.run_at if j.run_at is not None else now + round(j.delay * 1000),
+                 j.timeout, now, now, options_json(j.options), j.queue,
+                 int(bool(blocked and blocked.get(j.id))))
+                for j in jobs])
+        except sqlite3.IntegrityError:
+            raise _Duplicate from None
+        c.executemany(SQL_INSERT_EVENT, [(j.id, "enqueued", 0, now, None, None) for j in jobs])
+
+    def _plan(self, c, jobs: list) -> tuple:
+        """dependency_plan() of jobs about to be inserted (nothing to do if
+        none has `after`)."""
+        if not any(j.after for j in jobs):
+            return {}, [], []
+        batch = {j.id for j in jobs}
+        outside = sorted({d for j in jobs for d in j.after or () if d not in batch})
+        found = {}
+        for i in range(0, len(outside), 500):
+            chunk = outside[i:i + 500]
+            found.update(c.execute(f"SELECT id, state FROM jobs WHERE id IN ({_marks(len(chunk))})",
+                                   chunk).fetchall())
+        return dependency_plan(jobs, found)
+
+    def _add_deps(self, c, deps: list, failed: list, now: int) -> None:
+        """Record (job, dependency) pairs of jobs just inserted; cancel those
+        whose dependency ended dead or cancelled already."""
+        if not deps:
+            return
+        c.executemany("INSERT INTO job_deps (job_id, dep_id) VALUES (?, ?)", deps)
+        c.executemany("UPDATE jobs SET has_dependents = 1 WHERE id = ? AND has_dependents = 0",
+                      [(d,) for d in sorted({d for _, d in deps})])
+        if failed:
+            self._settle(c, failed, now)
+
+    def _settle(self, c, ended: list, now: int) -> None:
+        """Jobs `ended` have just reached a terminal state: unblock their
+        dependents whose dependencies have all completed, and cancel (with
+        their own dependents, recursively) those that waited for a job that
+        ended dead or cancelled."""
+        frontier = list(ended)
+        while frontier:
+            doomed: dict = {}
+            for i in range(0, len(frontier), 500):
+                chunk = frontier[i:i + 500]
+                marks = _marks(len(chunk))
+                c.execute(SQL_UNBLOCK.format(marks=marks), chunk)
+                for job_id, dep, state, attempts in c.execute(
+                        SQL_DOOMED.format(marks=marks), chunk).fetchall():
+                    doomed.setdefault(job_id, (dep, state, attempts))
+            for job_id, (dep, state, attempts) in doomed.items():
+                error = dependency_error(dep, state)
+                c.execute(SQL_CANCEL, (now, now, error, job_id))
+                c.execute(SQL_INSERT_EVENT, (job_id, "cancelled", attempts, now, None,
+                                             detail_json(error=error)))
+            frontier = list(doomed)
 
     @staticmethod
     def _existing(c, ids: list[str]) -> dict:
@@ -338,14 +417,17 @@ class SQLiteStore(Store):
     def import_jobs(self, jobs: list[Job]) -> None:
         try:
             with self._write() as (c, now):
+                blocked, deps, failed = self._plan(c, jobs)
                 try:
-                    c.executemany(SQL_IMPORT_JOB, [_import_row(j, now) for j in jobs])
+                    c.executemany(SQL_IMPORT_JOB, [_import_row(j, now, blocked.get(j.id, False))
+                                                   for j in jobs])
                 except sqlite3.IntegrityError as e:
                     if "UNIQUE" not in str(e):
                         raise
                     raise _Duplicate from None
                 c.executemany(SQL_INSERT_EVENT, [(j.id, "enqueued", j.attempts, now, None,
                                                   IMPORTED) for j in jobs])
+                self._add_deps(c, deps, failed, now)
         except _Duplicate:
             raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
 
@@ -354,13 +436,26 @@ class SQLiteStore(Store):
         while True:
             rows = self._read(f"SELECT seq, {JOB_COLS}, output, output_truncated FROM jobs "
                               "WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch))
-            for row in rows:
-                job = Job(*row[1:])
+            jobs = [Job(*row[1:]) for row in rows]
+            after = self._after_of([j.id for j in jobs])
+            for job in jobs:
                 job.output_truncated = bool(job.output_truncated)
+                job.after = after.get(job.id)
                 yield job
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def _after_of(self, ids: list[str]) -> dict:
+        """{job id: [ids it runs after]} for those of `ids` that have any."""
+        out: dict = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for job_id, dep in self._read(
+                    f"SELECT job_id, dep_id FROM job_deps WHERE job_id IN ({_marks(len(chunk))}) "
+                    "ORDER BY job_id, dep_id", chunk):
+                out.setdefault(job_id, []).append(dep)
+        return out
 
     def _first_duplicate(self, ids: list[str]) -> str:
         """The first id that exists already, else the first repeated in `ids`."""
@@ -410,8 +505,11 @@ class SQLiteStore(Store):
     def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
                queues: "list[str] | None" = None):
         with self._write() as (c, now):
-            if decision.action not in ("complete", "cancel") and c.execute(
-                    "SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]:
+            row = c.execute("SELECT cancel_requested, has_dependents FROM jobs WHERE id = ?",
+                            (job.id,)).fetchone()
+            if row is None:
+                raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
+            if decision.action not in ("complete", "cancel") and row[0]:
                 # Cancelled while its last moments ran: it is not retried.
                 decision = CANCEL
                 outcome = as_cancelled(outcome)
@@ -428,6 +526,8 @@ class SQLiteStore(Store):
                 detail_json(exit_code=outcome.exit_code, error=error,
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
+            if row[1] and state != "failed":
+                self._settle(c, [job.id], now)
             if next_lease is not None:
                 return self._claim_in(c, job.worker_id, next_lease, now, queues)
         return None
@@ -450,16 +550,17 @@ class SQLiteStore(Store):
 
     def cancel(self, job_id: str) -> str:
         with self._write() as (c, now):
-            row = c.execute("SELECT state, attempts FROM jobs WHERE id = ?",
+            row = c.execute("SELECT state, attempts, has_dependents FROM jobs WHERE id = ?",
                             (job_id,)).fetchone()
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            state, attempts = row
+            state, attempts, has_dependents = row
             if state in ("pending", "failed"):
-                c.execute("UPDATE jobs SET state = 'cancelled', updated_at = ?, finished_at = ?, "
-                          "last_error = ? WHERE id = ?", (now, now, CANCELLED_ERROR, job_id))
+                c.execute(SQL_CANCEL, (now, now, CANCELLED_ERROR, job_id))
                 c.execute(SQL_INSERT_EVENT, (job_id, "cancelled", attempts, now, None,
                                              detail_json(error=CANCELLED_ERROR)))
+                if has_dependents:
+                    self._settle(c, [job_id], now)
                 return "cancelled"
             if state == "processing":
                 c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
@@ -508,7 +609,7 @@ class SQLiteStore(Store):
             # workers were asked to stop), then forgotten.
             c.execute("DELETE FROM workers WHERE expires_at < ?", (forget,))
             for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
-                job = Job(*row[:-1])
+                job = Job(*row[:-2])
                 # A job being cancelled is not retried when its worker is lost.
                 decision = CANCEL if row[-1] else decide(job)
                 state, event, run_at, finished = ending(decision, job, now)
@@ -522,6 +623,8 @@ class SQLiteStore(Store):
                 c.execute(SQL_INSERT_EVENT, (
                     job.id, event, job.attempts, now, None,
                     detail_json(error=error, run_at=iso(run_at) if state == "failed" else None)))
+                if row[-2] and state != "failed":
+                    self._settle(c, [job.id], now)
                 job.state, job.run_at, job.last_error = state, run_at, error
                 rescued.append(job)
         return rescued
@@ -564,6 +667,45 @@ class SQLiteStore(Store):
                 "AND finished_at <= ?", (*states, cutoff))
             return cur.rowcount
 
+    # ------------------------------------------------------------ schedules
+    def add_schedule(self, name, cron, tz, job, next_after, replace=False) -> int:
+        with self._write() as (c, now):
+            first = next_after(now)
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            cur = c.execute(f"{verb} INTO schedules (name, cron, tz, job, next_run_at, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (name, cron, tz, job, first, now))
+            if cur.rowcount != 1:
+                raise Conflict(f"schedule {name} already exists (remove it first, or "
+                               "use --replace)")
+            return first
+
+    def schedules(self) -> list[dict]:
+        return [schedule_dict(*r) for r in self._read(
+            "SELECT name, cron, tz, job, next_run_at, last_run_at FROM schedules ORDER BY name")]
+
+    def remove_schedule(self, name: str) -> None:
+        with self._write() as (c, _):
+            if c.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount != 1:
+                raise NotFound(f"schedule {name} not found")
+
+    def fire_schedules(self, next_after, make_job) -> list[str]:
+        (due,) = self._read("SELECT min(next_run_at) FROM schedules")[0]
+        if due is None or due > self._now():
+            return []
+        fired = []
+        with self._write() as (c, now):
+            for name, cron, tz, job, at in c.execute(
+                    "SELECT name, cron, tz, job, next_run_at FROM schedules "
+                    "WHERE next_run_at <= ? ORDER BY next_run_at, name", (now,)).fetchall():
+                c.execute("UPDATE schedules SET next_run_at = ?, last_run_at = ? WHERE name = ?",
+                          (next_after(cron, tz, now), at, name))
+                job_id = firing_id(name, at)
+                if not self._existing(c, [job_id]):
+                    self._insert(c, [make_job(job, job_id)], now)
+                    fired.append(job_id)
+        return fired
+
     # ------------------------------------------------------------ jobs: reads
     def get_job(self, job_id: str, with_output: bool = False) -> Job:
         cols = JOB_COLS + (", output, output_truncated" if with_output else "")
@@ -572,6 +714,7 @@ class SQLiteStore(Store):
             raise NotFound(f"job {job_id} not found")
         job = Job(*rows[0])
         job.output_truncated = bool(job.output_truncated)
+        job.after = self._after_of([job_id]).get(job_id, [])
         return job
 
     def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
@@ -602,7 +745,7 @@ class SQLiteStore(Store):
     def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
         only, extra = _only(queues)
         (due,) = self._read("SELECT min(run_at) FROM jobs INDEXED BY jobs_due "
-                            "WHERE state IN ('pending', 'failed') "
+                            "WHERE state IN ('pending', 'failed') AND blocked = 0 "
                             f"AND queue NOT IN ({SQL_BLOCKED}) {only}", extra)[0]
         if due is None:
             return None
