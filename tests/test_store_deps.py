@@ -219,3 +219,24 @@ def test_a_dependent_enqueued_while_its_dependency_finishes_is_never_stuck(make_
     stuck = [j.id for j in store.list_jobs() if j.state != "completed"]
     assert stuck == []
     assert store.counts()["completed"] == 2 * ROUNDS
+
+
+@pytest.mark.backends("postgres")   # only PostgreSQL settles after the finish commits
+@pytest.mark.parametrize("repair", ["settle_dependents", "purge"])
+def test_dependents_left_unsettled_by_a_crash_are_repaired(store, clock, monkeypatch, repair):
+    # The worker "dies" between the finish commit and the settling transaction.
+    register(store)
+    store.enqueue([nj("a"), nj("b"), nj("d1", after=["a"]), nj("d2", after=["b"])])
+    monkeypatch.setattr(store, "_settle_now", lambda ended: None)
+    run(store, "a")
+    run(store, "b", FAIL, BURY)
+    assert store.get_job("d1").blocked and store.get_job("d2").state == "pending"
+    if repair == "settle_dependents":
+        assert store.settle_dependents() == 2
+    else:
+        # A purge of the dependencies must not delete what d1/d2 wait for unsettled.
+        assert store.purge(["completed", "dead"], 0) == 2
+    assert not store.get_job("d1").blocked
+    assert store.get_job("d2").state == "cancelled"
+    assert store.get_job("d2").last_error == "dependency b ended dead"
+    run(store, "d1")

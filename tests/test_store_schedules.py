@@ -18,8 +18,10 @@ T0 = parse_iso("2026-01-01T00:00:30Z")
 
 def fire(store):
     cfg = defaults()
-    return store.fire_schedules(cron.next_after,
-                                lambda job, job_id: cron.firing_job(job, job_id, cfg))
+    fired, failed = store.fire_schedules(
+        cron.next_after, lambda job, job_id: cron.firing_job(job, job_id, cfg))
+    assert failed == []
+    return fired
 
 
 def add(store, name="tick", expr="* * * * *", job='{"command": "echo hi"}', tz=None,
@@ -107,3 +109,30 @@ def test_time_zones_and_bad_expressions():
             cron.check_job(job)
     with pytest.raises(InvalidInput):
         cron.check_name("x" * 65)
+
+
+def test_a_schedule_that_cannot_be_evaluated_does_not_stop_the_others(store, at_t0):
+    add(store, "good")
+    add(store, "bad")
+    at_t0.advance(30)
+
+    def next_after(expr, tz, after):
+        if store_names.pop(0) == "bad":
+            raise InvalidInput("unknown time zone 'Gone/Zone'")
+        return cron.next_after(expr, tz, after)
+
+    store_names = ["bad", "good"]           # the order fire_schedules visits them
+    fired, failed = store.fire_schedules(
+        next_after, lambda job, job_id: cron.firing_job(job, job_id, defaults()))
+    assert fired == ["good:2026-01-01T00:01:00Z"]
+    assert failed == [("bad", "unknown time zone 'Gone/Zone'")]
+    rows = {r["name"]: r for r in store.schedules()}
+    assert rows["bad"]["last_run_at"] is None, "left due, for a worker that can fire it"
+    assert fire(store) == ["bad:2026-01-01T00:01:00Z"]
+
+
+def test_a_repeated_wall_time_never_gives_a_past_fire_time():
+    # 2026-10-25 in Berlin: 02:00-03:00 happens twice. At 02:10 of the second
+    # pass (01:10Z), "30 2 * * *" must not answer 02:30 of the first (00:30Z).
+    after = parse_iso("2026-10-25T01:10:00Z")
+    assert cron.next_after("30 2 * * *", "Europe/Berlin", after) > after

@@ -37,7 +37,7 @@ def _zone(tz: "str | None"):
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidInput(f"unknown time zone {tz!r} (use an IANA name such as "
                            "Europe/Berlin)") from None
 
@@ -60,7 +60,8 @@ def check(expr: str, tz: "str | None") -> None:
     text = expand(expr)
     if len(text.split()) not in (5, 6):
         raise InvalidInput(f"invalid cron expression {expr!r}: expected 5 fields "
-                           "(minute hour day-of-month month day-of-week)")
+                           "(minute hour day-of-month month day-of-week), or 6 with a "
+                           "leading seconds field")
     next_after(expr, tz, 0)
 
 
@@ -71,12 +72,18 @@ def next_after(expr: str, tz: "str | None", after_ms: int) -> int:
     zone = _zone(tz)
     start = datetime.fromtimestamp(after_ms / 1000, zone)
     try:
-        fire = next(cronsim.CronSim(expand(expr), start))
+        fires = cronsim.CronSim(expand(expr), start)
+        # Around a DST change a local wall time can come round twice; cronsim
+        # may then offer one already past (in absolute time): skip those.
+        for _ in range(10):
+            at = round(next(fires).timestamp() * 1000)
+            if at > after_ms:
+                return at
     except cronsim.CronSimError as e:
         raise InvalidInput(f"invalid cron expression {expr!r}: {e}") from None
     except StopIteration:
-        raise InvalidInput(f"cron expression {expr!r} never fires") from None
-    return round(fire.timestamp() * 1000)
+        pass
+    raise InvalidInput(f"cron expression {expr!r} never fires")
 
 
 def check_job(text: str) -> str:

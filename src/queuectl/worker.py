@@ -13,7 +13,7 @@ import socket
 import time
 
 from queuectl import log, policy, runner
-from queuectl.errors import LeaseLost, QueueError, StoreError
+from queuectl.errors import LeaseLost, QueueError
 from queuectl.runner import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
 
@@ -55,7 +55,7 @@ class Worker:
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10,
                       "schedule": now}
-        self.cron_error: "str | None" = None     # why this worker cannot fire schedules
+        self.cron_errors: dict = {}     # schedule name -> why this worker could not fire it
         self._db_error = None
         self._renewed = time.monotonic()   # when the running job's lease was last renewed
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
@@ -310,12 +310,14 @@ class Worker:
                              always=True)
                 nxt["stop"] = now + STOP_CHECK
             if now >= nxt["prune"]:
+                # (Repair first: a purge must not take away what a blocked
+                # dependent waits for.)
+                self.store.settle_dependents()
                 ttl = float(self.cfg.get("completed_ttl") or 0)
                 if ttl > 0:
                     n = self.store.purge(["completed"], ttl)
                     if n:
                         self.log(f"pruned {n} completed jobs older than {ttl:g}s")
-                self.store.settle_dependents()
                 nxt["prune"] = now + PRUNE_EVERY
             if now >= nxt["schedule"]:
                 nxt["schedule"] = now + SCHEDULE_EVERY
@@ -336,23 +338,18 @@ class Worker:
     def fire_schedules(self) -> None:
         """Enqueue the jobs of due cron schedules (exactly once across workers:
         see Store.fire_schedules)."""
-        if self.cron_error is not None:
-            return
         from queuectl import cron
         cfg = self.cfg
-        try:
-            fired = self.store.fire_schedules(
-                cron.next_after, lambda job, job_id: cron.firing_job(job, job_id, cfg))
-        except StoreError:
-            raise
-        except QueueError as e:
-            # The cron extra is missing here, or a zone this host lacks: say so
-            # once; workers that can will fire the schedules.
-            self.cron_error = str(e)
-            self.log(f"not firing cron schedules: {e}", always=True)
-            return
+        fired, failed = self.store.fire_schedules(
+            cron.next_after, lambda job, job_id: cron.firing_job(job, job_id, cfg))
         for job_id in fired:
             self.log(f"schedule fired: enqueued {job_id}")
+        for name, error in failed:
+            # The cron extra is missing here, or a zone this host lacks: say so
+            # once per schedule and reason; workers that can will fire it.
+            if self.cron_errors.get(name) != error:
+                self.cron_errors[name] = error
+                self.log(f"schedule {name} not fired by this worker: {error}", always=True)
 
     def _decide_lost(self, job):
         lost = Outcome("lease_expired", error="lease expired")

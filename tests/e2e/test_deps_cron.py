@@ -71,15 +71,20 @@ def test_cancel_racing_the_claim(cli):
     # Cancels land before, during and after the claims of three workers.
     # Whatever the timing, a job ends completed or cancelled, never runs again
     # after a cancel was accepted, and no job is left processing.
-    n = 30
+    n = 24
     ids = [f"r{i:02d}" for i in range(n)]
     cli.ok("enqueue", "-", input="".join(
-        json.dumps({"id": i, "command": "sleep 0.4", "max_retries": 3}) + "\n" for i in ids))
+        json.dumps({"id": i, "command": "sleep 1", "max_retries": 3}) + "\n" for i in ids))
     p = cli.start("--count", "3", "--quiet")
-    rng = random.Random(7)
     said = {}
-    # Shuffled, so the cancels meet jobs still waiting, being claimed, running and done.
-    for job_id in rng.sample(ids, n):
+    # One cancel surely meets a running job ...
+    running = wait_until(lambda: cli.json("list", "--state", "processing"), timeout=20,
+                         message="a running job")[0]["id"]
+    r = cli.run("cancel", running)
+    said[running] = r.stdout.split()[0] if r.returncode == 0 else r.returncode
+    # ... the rest, shuffled, meet jobs waiting, being claimed, running and done.
+    rng = random.Random(7)
+    for job_id in rng.sample([i for i in ids if i != running], n - 1):
         r = cli.run("cancel", job_id)
         said[job_id] = r.stdout.split()[0] if r.returncode == 0 else r.returncode
     wait_until(lambda: cli.json("status")["jobs"]["processing"] == 0 and
@@ -98,7 +103,7 @@ def test_cancel_racing_the_claim(cli):
             assert job["state"] in ("cancelled", "completed"), (job_id, job)
         else:                              # it had already ended
             assert answer == 1 and job["state"] == "completed", (job_id, job)
-    assert outcomes["cancelled"] and outcomes["cancelling"], outcomes
+    assert said[running] == "cancelling" and outcomes["cancelled"], outcomes
 
 
 def _fire_times(cli, name):

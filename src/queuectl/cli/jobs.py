@@ -182,7 +182,7 @@ def show(args) -> int:
         elif isinstance(v, bool):
             v = "yes" if v else "no"
         elif isinstance(v, (list, dict)):
-            v = json.dumps(v, ensure_ascii=False)
+            v = json.dumps(v, ensure_ascii=False) if v else None
         print(f"{k.ljust(width)}  {'-' if v is None else v}")
     if job.attempts or job.output:
         note = " (truncated: last 64 KiB)" if job.output_truncated else ""

@@ -182,7 +182,8 @@ def build_parser() -> Parser:
                                 "NAME:<fire time>")
     p.add_argument("cron", metavar="CRON",
                    help="5 fields: minute hour day-of-month month day-of-week "
-                        "(e.g. '*/15 * * * *'), or @hourly/@daily/@weekly/@monthly/@yearly")
+                        "(e.g. '*/15 * * * *'; a 6th leading field is seconds), or "
+                        "@hourly/@daily/@weekly/@monthly/@yearly")
     p.add_argument("job", metavar="JOB", help="the job as a JSON object, without id")
     p.add_argument("--tz", metavar="ZONE",
                    help="evaluate CRON in this IANA time zone (default UTC)")

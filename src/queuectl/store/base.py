@@ -275,13 +275,14 @@ class Store(ABC):
         """NotFound if there is no such schedule."""
 
     @abstractmethod
-    def fire_schedules(self, next_after, make_job) -> list[str]:
+    def fire_schedules(self, next_after, make_job) -> tuple:
         """Enqueue one job for each schedule that is due, exactly once however
         many workers call this at once: the job (`make_job(payload, id)`) has
         the id '<name>:<fire time>', and next_run_at moves to
         next_after(cron, tz, now) in the same transaction. A schedule that
-        missed several firings (no worker ran) fires once. Returns the ids
-        enqueued."""
+        missed several firings (no worker ran) fires once. A schedule whose
+        next_after or make_job raises a QueueError is left as it is (the
+        others fire). Returns ([ids enqueued], [(schedule name, error)])."""
 
     # ------------------------------------------------------------ jobs: reads
     @abstractmethod

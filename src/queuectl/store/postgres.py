@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from queuectl import config as cfgmod
 from queuectl.clock import iso
 from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
-                             StoreError)
+                             QueueError, StoreError)
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
 from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, dependency_error,
                                  dependency_plan, ending, event_dict, migrations, queue_rows,
@@ -180,16 +180,28 @@ WITH c AS (
 INSERT INTO queuectl_events (job_id, event, attempt, at, detail)
 SELECT id, 'cancelled', attempts, %(now)s, %(detail)s FROM c
 """
-# Blocked jobs whose dependencies have all ended (their settling was cut short
-# by a crash between a finish and its follow-up): what to settle again.
+# Repair (settle_dependents): blocked jobs with no unfinished dependency left
+# (their settling was cut short by a crash or an error between a finish and
+# its follow-up) are unblocked; dependencies that ended badly and still have
+# blocked dependents are settled again.
+SQL_UNBLOCK_ALL = """
+UPDATE queuectl_jobs j SET blocked = false
+WHERE j.blocked AND j.state IN ('pending', 'failed')
+  AND NOT EXISTS (SELECT 1 FROM queuectl_job_deps d JOIN queuectl_jobs p ON p.id = d.dep_id
+                  WHERE d.job_id = j.id AND p.state <> 'completed')
+"""
 SQL_UNSETTLED = """
 SELECT DISTINCT d.dep_id FROM queuectl_jobs j
 JOIN queuectl_job_deps d ON d.job_id = j.id JOIN queuectl_jobs p ON p.id = d.dep_id
-WHERE j.blocked AND j.state IN ('pending', 'failed')
-  AND p.state IN ('completed', 'dead', 'cancelled')
-  AND (p.state <> 'completed' OR NOT EXISTS (
-      SELECT 1 FROM queuectl_job_deps d2 JOIN queuectl_jobs p2 ON p2.id = d2.dep_id
-      WHERE d2.job_id = j.id AND p2.state <> 'completed'))
+WHERE j.blocked AND j.state IN ('pending', 'failed') AND p.state IN ('dead', 'cancelled')
+"""
+# Rows are locked in seq order everywhere (a dependency always has a smaller
+# seq than its dependents), so enqueue, cancel, rescue and settle cannot deadlock.
+SQL_LOCK_DEPENDENTS = """
+SELECT 1 FROM queuectl_jobs
+WHERE id IN (SELECT job_id FROM queuectl_job_deps WHERE dep_id = ANY(%(ids)s::text[]))
+  AND state IN ('pending', 'failed')
+ORDER BY seq FOR UPDATE
 """
 
 SQL_EXPIRED = f"""
@@ -479,22 +491,8 @@ class PostgresStore(Store):
         existed: list[str] = []
         conn = self._ensure()
         if any(j.after for j in jobs):
-            try:
-                with conn.transaction():
-                    if skip_existing:
-                        found = dict(conn.execute(
-                            "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])",
-                            ([j.id for j in jobs],)).fetchall())
-                        jobs, existed = skip_existing_jobs(jobs, found)
-                    blocked, deps, failed = self._plan(conn, jobs)
-                    if jobs:
-                        conn.execute(SQL_ENQUEUE, self._enqueue_params(jobs, blocked))
-                    self._add_deps(conn, deps, failed)
-            except psycopg.errors.UniqueViolation:
-                raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
-            except psycopg.Error as e:
-                raise self._fail(e) from None
-            return existed
+            return self._retrying(lambda: self._enqueue_after(conn, jobs, skip_existing),
+                                  retry_duplicate=skip_existing, ids=[j.id for j in jobs])
         params = self._enqueue_params(jobs)
         try:
             if not skip_existing:
@@ -515,6 +513,41 @@ class PostgresStore(Store):
             raise self._fail(e) from None
         return existed
 
+    def _enqueue_after(self, conn, jobs: list[NewJob], skip_existing: bool) -> list[str]:
+        """enqueue() of a batch with dependencies: one transaction."""
+        existed: list[str] = []
+        with conn.transaction():
+            if skip_existing:
+                found = dict(conn.execute(
+                    "SELECT id, command FROM queuectl_jobs WHERE id = ANY(%s::text[])",
+                    ([j.id for j in jobs],)).fetchall())
+                jobs, existed = skip_existing_jobs(jobs, found)
+            blocked, deps, failed = self._plan(conn, jobs)
+            if jobs:
+                conn.execute(SQL_ENQUEUE, self._enqueue_params(jobs, blocked))
+            self._add_deps(conn, deps, failed)
+        return existed
+
+    def _retrying(self, fn, retry_duplicate: bool = False, ids=(), tries: int = 3):
+        """fn() (one transaction), again if it lost a deadlock, or (for
+        --skip-existing) if a concurrent enqueue inserted one of its ids
+        between our look and our insert."""
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            try:
+                return fn()
+            except psycopg.errors.DeadlockDetected as e:
+                if last:
+                    raise self._fail(e) from None
+            except psycopg.errors.UniqueViolation as e:
+                if not ids:
+                    raise self._fail(e) from None
+                if last or not retry_duplicate:
+                    raise DuplicateJob(self._first_duplicate(list(ids))) from None
+            except psycopg.Error as e:
+                raise self._fail(e) from None
+            time.sleep(0.01 * (attempt + 1))
+
     def _plan(self, conn, jobs: list) -> tuple:
         """dependency_plan() of jobs about to be inserted. The dependencies'
         rows are marked has_dependents first, which locks them: a finish that
@@ -527,7 +560,7 @@ class PostgresStore(Store):
         outside = sorted({d for j in jobs for d in j.after or () if d not in batch})
         found = dict(conn.execute(
             "UPDATE queuectl_jobs SET has_dependents = true WHERE id IN (SELECT id FROM "
-            "queuectl_jobs WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE) "
+            "queuectl_jobs WHERE id = ANY(%s::text[]) ORDER BY seq FOR UPDATE) "
             "RETURNING id, state", (outside,)).fetchall()) if outside else {}
         return dependency_plan(jobs, found)
 
@@ -553,6 +586,7 @@ class PostgresStore(Store):
         (now,) = conn.execute(f"SELECT {NOW}", self._p()).fetchone()
         frontier = list(ended)
         while frontier:
+            conn.execute(SQL_LOCK_DEPENDENTS, {"ids": frontier})
             if conn.execute(SQL_UNBLOCK, {"ids": frontier}).rowcount:
                 conn.execute("SELECT pg_notify(%s, 'unblocked')", (self.channel,))
             doomed: dict = {}
@@ -578,10 +612,14 @@ class PostgresStore(Store):
         blocked: a worker that died between a job's finish and the settling
         transaction that follows it leaves them so. Returns how many jobs'
         dependents were settled."""
+        unblocked = self._x(SQL_UNBLOCK_ALL).rowcount
+        if unblocked:
+            self._notify("unblocked")
         ended = [r[0] for r in self._rows(SQL_UNSETTLED)]
         if ended:
-            self._settle_now(ended)
-        return len(ended)
+            with self._tx() as (c, _):
+                self._settle(c, ended)
+        return unblocked + len(ended)
 
     def import_jobs(self, jobs: list[Job]) -> None:
         cols = ("id", "command", "state", "attempts", "max_retries", "priority", "run_at",
@@ -735,13 +773,28 @@ class PostgresStore(Store):
         return [Job(*r) for r in rows]
 
     def purge(self, states: list[str], older_than: float) -> int:
-        return self._x(
-            f"DELETE FROM queuectl_jobs WHERE state = ANY(%(states)s::text[]) "
-            f"AND finished_at <= {NOW} - %(age)s::bigint",
-            self._p(states=list(states), age=round(older_than * 1000))).rowcount
+        with self._tx() as (c, now):
+            where = ("state = ANY(%(states)s::text[]) AND finished_at <= %(cutoff)s::bigint")
+            params = {"states": list(states), "cutoff": now - round(older_than * 1000)}
+            # Dependents whose settling was cut short must not lose the rows
+            # that say what they wait for: settle them first.
+            ended = [r[0] for r in c.execute(
+                f"SELECT id FROM queuectl_jobs WHERE {where} AND has_dependents "
+                "AND EXISTS (SELECT 1 FROM queuectl_job_deps d JOIN queuectl_jobs j "
+                "ON j.id = d.job_id WHERE d.dep_id = queuectl_jobs.id AND j.blocked)",
+                params).fetchall()]
+            if ended:
+                self._settle(c, ended)
+            return c.execute(f"DELETE FROM queuectl_jobs WHERE {where}", params).rowcount
 
     def cancel(self, job_id: str) -> str:
-        with self._tx() as (c, now):
+        return self._retrying(lambda: self._cancel(job_id))
+
+    def _cancel(self, job_id: str) -> str:
+        conn = self._ensure()
+        with conn.transaction():
+            c = conn
+            (now,) = c.execute(f"SELECT {NOW}", self._p()).fetchone()
             row = c.execute("SELECT state, has_dependents FROM queuectl_jobs WHERE id = %s "
                             "FOR UPDATE", (job_id,)).fetchone()
             if row is None:
@@ -860,12 +913,12 @@ class PostgresStore(Store):
         if self._x("DELETE FROM queuectl_schedules WHERE name = %s", (name,)).rowcount != 1:
             raise NotFound(f"schedule {name} not found")
 
-    def fire_schedules(self, next_after, make_job) -> list[str]:
+    def fire_schedules(self, next_after, make_job) -> tuple:
         (due,) = self._rows(f"SELECT min(next_run_at) <= {NOW} FROM queuectl_schedules",
                             self._p())[0]
         if not due:
-            return []
-        fired = []
+            return [], []
+        fired, failed = [], []
         with self._tx() as (c, now):
             # A schedule another worker is firing is skipped; one it has fired
             # no longer matches (its next_run_at moved past now).
@@ -873,13 +926,18 @@ class PostgresStore(Store):
                     "SELECT name, cron, tz, job, next_run_at FROM queuectl_schedules "
                     "WHERE next_run_at <= %s ORDER BY next_run_at, name "
                     "FOR UPDATE SKIP LOCKED", (now,)).fetchall():
-                c.execute("UPDATE queuectl_schedules SET next_run_at = %s, last_run_at = %s "
-                          "WHERE name = %s", (next_after(cron, tz, now), at, name))
                 job_id = firing_id(name, at)
-                params = self._enqueue_params([make_job(job, job_id)])
-                if c.execute(SQL_ENQUEUE_SKIP, params).fetchall():
+                try:
+                    following = next_after(cron, tz, now)
+                    new = make_job(job, job_id)
+                except QueueError as e:
+                    failed.append((name, str(e)))       # the others still fire
+                    continue
+                c.execute("UPDATE queuectl_schedules SET next_run_at = %s, last_run_at = %s "
+                          "WHERE name = %s", (following, at, name))
+                if c.execute(SQL_ENQUEUE_SKIP, self._enqueue_params([new])).fetchall():
                     fired.append(job_id)
-        return fired
+        return fired, failed
 
     # ------------------------------------------------------------ jobs: reads
     def get_job(self, job_id: str, with_output: bool = False) -> Job:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
-from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, StoreError
+from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, QueueError, StoreError
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
 from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, as_cancelled,
                                  dependency_error, dependency_plan, detail_json, ending,
@@ -689,22 +689,28 @@ class SQLiteStore(Store):
             if c.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount != 1:
                 raise NotFound(f"schedule {name} not found")
 
-    def fire_schedules(self, next_after, make_job) -> list[str]:
+    def fire_schedules(self, next_after, make_job) -> tuple:
         (due,) = self._read("SELECT min(next_run_at) FROM schedules")[0]
         if due is None or due > self._now():
-            return []
-        fired = []
+            return [], []
+        fired, failed = [], []
         with self._write() as (c, now):
             for name, cron, tz, job, at in c.execute(
                     "SELECT name, cron, tz, job, next_run_at FROM schedules "
                     "WHERE next_run_at <= ? ORDER BY next_run_at, name", (now,)).fetchall():
-                c.execute("UPDATE schedules SET next_run_at = ?, last_run_at = ? WHERE name = ?",
-                          (next_after(cron, tz, now), at, name))
                 job_id = firing_id(name, at)
+                try:
+                    following = next_after(cron, tz, now)
+                    new = make_job(job, job_id)
+                except QueueError as e:
+                    failed.append((name, str(e)))       # the others still fire
+                    continue
+                c.execute("UPDATE schedules SET next_run_at = ?, last_run_at = ? WHERE name = ?",
+                          (following, at, name))
                 if not self._existing(c, [job_id]):
-                    self._insert(c, [make_job(job, job_id)], now)
+                    self._insert(c, [new], now)
                     fired.append(job_id)
-        return fired
+        return fired, failed
 
     # ------------------------------------------------------------ jobs: reads
     def get_job(self, job_id: str, with_output: bool = False) -> Job:
