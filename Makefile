@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: test install bench clean
+.PHONY: test install bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: $(VENV)/.installed
+	QUEUECTL_SCREENSHOT_DIR=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_browser.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -130,3 +132,48 @@ def start_logged(cli, log: Path, *args) -> subprocess.Popen:
     so a chatty worker can never block on a full pipe."""
     with open(log, "a") as f:
         return cli.start(*args, stderr=f)
+
+
+TOKEN = "s3cret-token-for-tests"
+
+
+class Dashboard:
+    """A running `queuectl dashboard --port 0`, and an HTTP client for it."""
+
+    def __init__(self, cli, *args, env=None):
+        self.proc = subprocess.Popen(QUEUECTL + ["dashboard", "--port", "0", *args],
+                                     env={**cli.env, **(env or {})}, cwd=cli.cwd,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        cli.procs.append(self.proc)
+        line = self.proc.stdout.readline()
+        m = re.search(r"http://\S+/", line)
+        assert m, (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+        self.url = m.group(0).rstrip("/")
+        self.cookies: dict = {}
+
+    def request(self, path, *, method="GET", body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                status, raw, got = r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            status, raw, got = e.code, e.read(), e.headers
+        for c in got.get_all("Set-Cookie") or []:
+            name, _, rest = c.partition("=")
+            self.cookies[name] = rest.split(";")[0]
+        return status, raw.decode(), got
+
+    def json(self, path, **kw):
+        status, text, _ = self.request(path, **kw)
+        return status, json.loads(text)
+
+    def csrf(self) -> str:
+        """Load a page (which starts a session) and return its CSRF token."""
+        status, html, _ = self.request("/")
+        assert status == 200
+        return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)

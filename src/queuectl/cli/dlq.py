@@ -17,10 +17,15 @@ def _normalise(error: "str | None") -> str:
     return re.sub(r"\d+", "#", line)[:200]
 
 
+def group_key(job) -> tuple:
+    """(exit code, normalised error): what dead jobs are grouped by."""
+    return job.exit_code, _normalise(job.last_error)
+
+
 def groups(jobs) -> list[dict]:
     out: dict = {}
     for j in jobs:
-        key = (j.exit_code, _normalise(j.last_error))
+        key = group_key(j)
         g = out.setdefault(key, {"exit_code": j.exit_code, "error": key[1], "count": 0,
                                  "examples": []})
         g["count"] += 1

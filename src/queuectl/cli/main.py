@@ -194,6 +194,27 @@ def build_parser() -> Parser:
     p = cmd("remove", "delete a schedule (jobs it enqueued stay)", "schedules:remove", ssub)
     p.add_argument("name")
 
+    p = cmd("stats", "finished jobs, success rate, throughput, durations, per queue",
+            "stats:stats")
+    p.add_argument("--since", default="1h", metavar="AGE",
+                   help="the window: 30s, 15m, 2h, 7d (default 1h)")
+    _json(p)
+    p = cmd("top", "a live view: counts, workers, running jobs, recent failures "
+            "(Ctrl+C quits; one snapshot when not on a terminal)", "stats:top")
+    p.add_argument("--interval", type=_seconds, default=1.0, metavar="S",
+                   help="seconds between refreshes (default 1)")
+    p = cmd("dashboard", "serve the web dashboard, its JSON API and /metrics "
+            "(needs the dashboard extra)", "web:dashboard")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=_int_at_least(0), default=8080,
+                   help="port (default 8080; 0 = any free port)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="require this token (≥ 16 characters; default "
+                        "$QUEUECTL_DASHBOARD_TOKEN)")
+    p.add_argument("--read-only", action="store_true", dest="read_only",
+                   help="no actions (retry, cancel, pause): look only")
+
     p = cmd("purge", "delete old finished jobs and their events", "control:purge")
     p.add_argument("--state", action="append", required=True, metavar="STATE",
                    dest="states", help="completed, dead or cancelled (repeatable)")

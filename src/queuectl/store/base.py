@@ -20,6 +20,7 @@ from queuectl.clock import iso
 from queuectl.model import Job, NewJob
 
 # decision.action -> (new state, event)
+ENDING_EVENTS = ("completed", "retry_scheduled", "dead", "cancelled", "lease_expired")
 ENDINGS = {"complete": ("completed", "completed"),
            "retry": ("failed", "retry_scheduled"),
            "bury": ("dead", "dead"),
@@ -294,8 +295,35 @@ class Store(ABC):
         """The job, or NotFound."""
 
     @abstractmethod
-    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
-        """Jobs in enqueue order (oldest first); limit 0 = all."""
+    def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
+                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
+        """Jobs in enqueue order (oldest first, or newest first); limit 0 = all.
+        `search`: only jobs whose id or command contains it (case-insensitive)."""
+
+    @abstractmethod
+    def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:
+        """How many jobs list_jobs(state, search=search) would list without a limit."""
+
+    @abstractmethod
+    def attempt_ends(self, since_ms: "int | None" = None, after_seq: "int | None" = None,
+                     limit: int = 0) -> list[tuple]:
+        """Events that end an attempt or a job (insight.ENDING_EVENTS) at or
+        after `since_ms` / with seq > `after_seq`, oldest first, as (seq,
+        job_id, queue, event, at, worker_id, detail JSON)."""
+
+    @abstractmethod
+    def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
+        """Attempt- and job-ending events since `since_ms`, counted per time
+        bucket: (bucket number from since_ms, event, written by a worker?, n)."""
+
+    @abstractmethod
+    def recent_failures(self, limit: int) -> list[tuple]:
+        """The newest failed attempts (retry_scheduled/dead written by a
+        worker, and lease_expired), newest first, as attempt_ends rows."""
+
+    @abstractmethod
+    def max_event_seq(self) -> int:
+        """The seq of the newest event (0 if none)."""
 
     @abstractmethod
     def counts(self) -> dict:
@@ -357,6 +385,11 @@ def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:
     """One schedules row as `schedule list --json` shows it."""
     return {"name": name, "cron": cron, "tz": tz or "UTC", "job": json.loads(job),
             "next_run_at": iso(next_run_at), "last_run_at": iso(last_run_at)}
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (with \\ as the escape)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def queue_rows(counted, settings) -> list[dict]:

@@ -31,13 +31,14 @@ from queuectl.clock import iso
 from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, NotFound,
                              QueueError, StoreError)
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
-from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, dependency_error,
+from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTED, Store,
+                                 dependency_error, like_pattern,
                                  dependency_plan, ending, event_dict, migrations, queue_rows,
                                  rescue_error, schedule_dict, skip_existing_jobs)
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
@@ -949,13 +950,53 @@ class PostgresStore(Store):
         job.after = self._after_of([job_id]).get(job_id, [])
         return job
 
-    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
+    _FILTER = ("(%(state)s::text IS NULL OR state = %(state)s::text) AND "
+               "(%(like)s::text IS NULL OR id ILIKE %(like)s::text ESCAPE '\\' "
+               "OR command ILIKE %(like)s::text ESCAPE '\\')")
+
+    def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
+                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
         rows = self._rows(
-            f"SELECT {JOB_COLS} FROM queuectl_jobs "
-            "WHERE %(state)s::text IS NULL OR state = %(state)s::text "
-            "ORDER BY seq LIMIT %(limit)s",
-            {"state": state, "limit": limit if limit > 0 else None})
+            f"SELECT {JOB_COLS} FROM queuectl_jobs WHERE {self._FILTER} "
+            f"ORDER BY seq {'DESC' if newest_first else ''} "
+            "LIMIT %(limit)s OFFSET %(offset)s",
+            {"state": state, "like": like_pattern(search) if search else None,
+             "limit": limit if limit > 0 else None, "offset": offset})
         return [Job(*r) for r in rows]
+
+    def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:
+        return self._rows(f"SELECT count(*) FROM queuectl_jobs WHERE {self._FILTER}",
+                          {"state": state,
+                           "like": like_pattern(search) if search else None})[0][0]
+
+    def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
+        return self._rows(
+            "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
+            "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
+            "WHERE e.event = ANY(%(events)s::text[]) "
+            "AND (%(since)s::bigint IS NULL OR e.at >= %(since)s::bigint) "
+            "AND (%(after)s::bigint IS NULL OR e.seq > %(after)s::bigint) "
+            "ORDER BY e.seq LIMIT %(limit)s",
+            {"events": list(ENDING_EVENTS), "since": since_ms, "after": after_seq,
+             "limit": limit if limit > 0 else None})
+
+    def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
+        return self._rows(
+            "SELECT (at - %(since)s::bigint) / %(bucket)s::bigint, event, "
+            "worker_id IS NOT NULL, count(*) FROM queuectl_events "
+            "WHERE at >= %(since)s::bigint AND event = ANY(%(events)s::text[]) "
+            "GROUP BY 1, 2, 3",
+            {"since": since_ms, "bucket": bucket_ms, "events": list(ENDING_EVENTS)})
+
+    def recent_failures(self, limit: int) -> list[tuple]:
+        return self._rows(
+            "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
+            "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
+            "WHERE e.event = 'lease_expired' OR e.event IN ('retry_scheduled', 'dead') "
+            "AND e.worker_id IS NOT NULL ORDER BY e.seq DESC LIMIT %s", (limit,))
+
+    def max_event_seq(self) -> int:
+        return self._rows("SELECT coalesce(max(seq), 0) FROM queuectl_events")[0][0]
 
     def counts(self) -> dict:
         counts = dict.fromkeys(STATES, 0)

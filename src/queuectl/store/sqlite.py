@@ -19,14 +19,15 @@ from queuectl import config as cfgmod
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, QueueError, StoreError
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
-from queuectl.store.base import (CANCEL, CANCELLED_ERROR, IMPORTED, Store, as_cancelled,
+from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTED, Store,
+                                 as_cancelled, like_pattern,
                                  dependency_error, dependency_plan, detail_json, ending,
                                  event_dict, migrations, queue_rows, rescue_error,
                                  schedule_dict, skip_existing_jobs)
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -723,11 +724,54 @@ class SQLiteStore(Store):
         job.after = self._after_of([job_id]).get(job_id, [])
         return job
 
-    def list_jobs(self, state: "str | None" = None, limit: int = 0) -> list[Job]:
-        where, params = ("WHERE state = ?", [state]) if state else ("", [])
-        rows = self._read(f"SELECT {JOB_COLS} FROM jobs {where} ORDER BY seq LIMIT ?",
-                          params + [limit if limit > 0 else -1])
+    @staticmethod
+    def _filter(state, search) -> tuple:
+        conds, params = [], []
+        if state:
+            conds.append("state = ?")
+            params.append(state)
+        if search:
+            conds.append("(id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\')")
+            params += [like_pattern(search)] * 2
+        return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+    def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
+                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
+        where, params = self._filter(state, search)
+        rows = self._read(f"SELECT {JOB_COLS} FROM jobs {where} ORDER BY seq "
+                          f"{'DESC' if newest_first else ''} LIMIT ? OFFSET ?",
+                          params + [limit if limit > 0 else -1, offset])
         return [Job(*r) for r in rows]
+
+    def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:
+        where, params = self._filter(state, search)
+        return self._read(f"SELECT count(*) FROM jobs {where}", params)[0][0]
+
+    def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
+        return self._read(
+            "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
+            "FROM events e JOIN jobs j ON j.id = e.job_id "
+            f"WHERE e.event IN ({_marks(len(ENDING_EVENTS))}) "
+            "AND (? IS NULL OR e.at >= ?) AND (? IS NULL OR e.seq > ?) "
+            "ORDER BY e.seq LIMIT ?",
+            (*ENDING_EVENTS, since_ms, since_ms, after_seq, after_seq,
+             limit if limit > 0 else -1))
+
+    def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
+        return self._read(
+            "SELECT (at - ?) / ?, event, worker_id IS NOT NULL, count(*) FROM events "
+            f"INDEXED BY events_at WHERE at >= ? AND event IN ({_marks(len(ENDING_EVENTS))}) "
+            "GROUP BY 1, 2, 3", (since_ms, bucket_ms, since_ms, *ENDING_EVENTS))
+
+    def recent_failures(self, limit: int) -> list[tuple]:
+        return self._read(
+            "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
+            "FROM events e JOIN jobs j ON j.id = e.job_id "
+            "WHERE e.event = 'lease_expired' OR e.event IN ('retry_scheduled', 'dead') "
+            "AND e.worker_id IS NOT NULL ORDER BY e.seq DESC LIMIT ?", (limit,))
+
+    def max_event_seq(self) -> int:
+        return self._read("SELECT coalesce(max(seq), 0) FROM events")[0][0]
 
     def counts(self) -> dict:
         counts = dict.fromkeys(STATES, 0)
