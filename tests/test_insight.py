@@ -62,7 +62,7 @@ def test_throughput_buckets():
     counts = [(0, "completed", True, 5), (0, "retry_scheduled", True, 2),
               (2, "lease_expired", True, 1), (2, "dead", False, 1),   # rescue follow-up
               (2, "cancelled", False, 4), (9, "completed", True, 1)]   # out of range
-    b = insight.throughput(counts, T, T + 3 * 60_000)
+    b = insight.throughput(counts, T, T + 2 * 60_000 + 5)     # 3 buckets, the last one current
     assert [(x["completed"], x["failed"], x["attempts"]) for x in b] == \
         [(5, 2, 7), (0, 0, 0), (0, 1, 1)]
     assert b[0]["failure_rate"] == round(2 / 7, 4) and b[0]["at"] == "2026-01-01T00:00:00.000Z"

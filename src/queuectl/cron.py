@@ -94,8 +94,10 @@ def check_job(text: str) -> str:
         raise InvalidInput("a schedule's job must be a JSON object")
     for key in NOT_IN_SCHEDULE:
         if key in obj:
-            raise InvalidInput(f"field {key!r} is not allowed in a schedule's job "
-                               "(each firing gets the id '<name>:<fire time>')")
+            why = {"id": "each firing gets the id '<name>:<fire time>'",
+                   "run_at": "a firing runs when it fires; 'delay' is allowed",
+                   "after": "a firing has no earlier job to wait for"}[key]
+            raise InvalidInput(f"field {key!r} is not allowed in a schedule's job ({why})")
     validate_payload(obj)
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 

@@ -106,7 +106,7 @@ def throughput(counts: list, since_ms: int, now_ms: int,
     """Per bucket (a minute by default) from Store.event_counts rows: jobs
     completed, attempts failed (failed, timeout, lease_expired) and the
     failure rate of the attempts that ended."""
-    n = max(1, -(-(now_ms - since_ms) // bucket_ms))
+    n = max(1, (now_ms - since_ms) // bucket_ms + 1)      # the current bucket included
     buckets = [{"at": iso(since_ms + i * bucket_ms), "completed": 0, "failed": 0,
                 "attempts": 0} for i in range(n)]
     for i, event, by_worker, count in counts:

@@ -73,5 +73,5 @@ def purge(args) -> int:
     age = parse_duration(args.older_than, "--older-than")
     with _store(args) as store:
         n = store.purge(states, age)
-    print(f"purged {n} jobs")
+    print(f"purged {n} job{'' if n == 1 else 's'}")
     return 0

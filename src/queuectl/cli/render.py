@@ -17,7 +17,9 @@ def one_line(text: "str | None", width: int = 0) -> str:
     """Collapse newlines/tabs so a value fits one table cell; '-' for nothing."""
     if text is None or text == "":
         return "-"
-    flat = " ".join(str(text).split())
+    # (Control characters would drive the terminal: a job's command or
+    # error must not move the cursor or recolour the screen.)
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
     if width and len(flat) > width:
         flat = flat[: max(1, width - 1)] + "…"
     return flat

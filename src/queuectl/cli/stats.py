@@ -14,8 +14,7 @@ from queuectl.model import STATES
 
 
 def _now_ms(store) -> int:
-    clock = getattr(store, "clock", None)
-    return clock.now_ms() if clock is not None else time.time_ns() // 1_000_000
+    return store.now_ms()
 
 
 def _num(x, unit="") -> str:
@@ -53,7 +52,7 @@ def _snapshot(store) -> str:
     counts = store.counts()
     workers = store.active_workers()
     running = store.list_jobs("processing")
-    failures = store.recent_failures(5)
+    failures = store.recent_failures(5, now - 3_600_000)
     out = [f"queuectl top  {render.short_time(insight.iso(now))} UTC   "
            + "  ".join(f"{s} {counts[s]}" for s in STATES)
            + f"   workers {len(workers)}", ""]
@@ -71,7 +70,7 @@ def _snapshot(store) -> str:
                         w["job_id"] or ("stopping" if w["stopping"] else "idle")]
                        for w in workers])
     out.append("")
-    out.append("RECENT FAILURES")
+    out.append("RECENT FAILURES (last hour)")
     if failures:
         out += _table(["AT (UTC)", "JOB", "QUEUE", "ERROR"],
                       [[insight.iso(r[4])[11:19], r[1], r[2],

@@ -39,7 +39,7 @@ def dashboard(args) -> int:
                          "pip install 'queuectl[dashboard]'") from None
     url = resolve_url(getattr(args, "db", None))
     from queuectl.store import open_store
-    with open_store(url, create=False):          # errors now, not on the first page
+    with open_store(url, create=True):           # errors now, not on the first page
         pass
     app = create_app(url, token=token, read_only=args.read_only, loopback=loopback)
     try:
@@ -47,6 +47,8 @@ def dashboard(args) -> int:
                                         ident="queuectl")
     except OSError as e:
         raise QueueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    except ValueError as e:              # waitress: a host name that does not resolve
+        raise InvalidInput(f"cannot listen on {args.host}:{args.port}: {e}") from None
     host, port = server.effective_host, server.effective_port
     shown = f"[{host}]" if ":" in str(host) else host
     print(f"queuectl dashboard on http://{shown}:{port}/"

@@ -304,6 +304,14 @@ class Store(ABC):
     def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:
         """How many jobs list_jobs(state, search=search) would list without a limit."""
 
+    #: How long after its `at` an event may still become visible (commit
+    #: later than a higher seq): 0 where commits happen in seq order.
+    commit_lag_ms = 0
+
+    @abstractmethod
+    def now_ms(self) -> int:
+        """The store's clock (the database server's, on a server backend)."""
+
     @abstractmethod
     def attempt_ends(self, since_ms: "int | None" = None, after_seq: "int | None" = None,
                      limit: int = 0) -> list[tuple]:
@@ -317,9 +325,10 @@ class Store(ABC):
         bucket: (bucket number from since_ms, event, written by a worker?, n)."""
 
     @abstractmethod
-    def recent_failures(self, limit: int) -> list[tuple]:
-        """The newest failed attempts (retry_scheduled/dead written by a
-        worker, and lease_expired), newest first, as attempt_ends rows."""
+    def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
+        """The newest failed attempts since `since_ms` (retry_scheduled/dead
+        written by a worker, and lease_expired), newest first, as attempt_ends
+        rows."""
 
     @abstractmethod
     def max_event_seq(self) -> int:

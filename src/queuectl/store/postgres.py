@@ -969,14 +969,23 @@ class PostgresStore(Store):
                           {"state": state,
                            "like": like_pattern(search) if search else None})[0][0]
 
+    # Two transactions' events can commit out of seq order; an event is
+    # visible well within this long after its `at` (a statement's own time).
+    commit_lag_ms = 5000
+
+    def now_ms(self) -> int:
+        return self._rows(f"SELECT {NOW}", self._p())[0][0]
+
     def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
+        where = ["e.event = ANY(%(events)s::text[])"]
+        if since_ms is not None:
+            where.append("e.at >= %(since)s::bigint")
+        if after_seq is not None:
+            where.append("e.seq > %(after)s::bigint")
         return self._rows(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
             "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
-            "WHERE e.event = ANY(%(events)s::text[]) "
-            "AND (%(since)s::bigint IS NULL OR e.at >= %(since)s::bigint) "
-            "AND (%(after)s::bigint IS NULL OR e.seq > %(after)s::bigint) "
-            "ORDER BY e.seq LIMIT %(limit)s",
+            f"WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT %(limit)s",
             {"events": list(ENDING_EVENTS), "since": since_ms, "after": after_seq,
              "limit": limit if limit > 0 else None})
 
@@ -988,12 +997,13 @@ class PostgresStore(Store):
             "GROUP BY 1, 2, 3",
             {"since": since_ms, "bucket": bucket_ms, "events": list(ENDING_EVENTS)})
 
-    def recent_failures(self, limit: int) -> list[tuple]:
+    def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
         return self._rows(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
             "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
-            "WHERE e.event = 'lease_expired' OR e.event IN ('retry_scheduled', 'dead') "
-            "AND e.worker_id IS NOT NULL ORDER BY e.seq DESC LIMIT %s", (limit,))
+            "WHERE e.at >= %s AND (e.event = 'lease_expired' OR e.event IN "
+            "('retry_scheduled', 'dead') AND e.worker_id IS NOT NULL) "
+            "ORDER BY e.seq DESC LIMIT %s", (since_ms, limit))
 
     def max_event_seq(self) -> int:
         return self._rows("SELECT coalesce(max(seq), 0) FROM queuectl_events")[0][0]

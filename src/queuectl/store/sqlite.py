@@ -747,15 +747,23 @@ class SQLiteStore(Store):
         where, params = self._filter(state, search)
         return self._read(f"SELECT count(*) FROM jobs {where}", params)[0][0]
 
+    def now_ms(self) -> int:
+        return self._now()
+
     def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
+        # (Conditions are left out, not written `? IS NULL OR …`, so that the
+        # planner uses events_at or the primary key.)
+        where, params = [f"e.event IN ({_marks(len(ENDING_EVENTS))})"], list(ENDING_EVENTS)
+        if since_ms is not None:
+            where.append("e.at >= ?")
+            params.append(since_ms)
+        if after_seq is not None:
+            where.append("e.seq > ?")
+            params.append(after_seq)
         return self._read(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
-            "FROM events e JOIN jobs j ON j.id = e.job_id "
-            f"WHERE e.event IN ({_marks(len(ENDING_EVENTS))}) "
-            "AND (? IS NULL OR e.at >= ?) AND (? IS NULL OR e.seq > ?) "
-            "ORDER BY e.seq LIMIT ?",
-            (*ENDING_EVENTS, since_ms, since_ms, after_seq, after_seq,
-             limit if limit > 0 else -1))
+            f"FROM events e JOIN jobs j ON j.id = e.job_id WHERE {' AND '.join(where)} "
+            "ORDER BY e.seq LIMIT ?", (*params, limit if limit > 0 else -1))
 
     def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
         return self._read(
@@ -763,12 +771,13 @@ class SQLiteStore(Store):
             f"INDEXED BY events_at WHERE at >= ? AND event IN ({_marks(len(ENDING_EVENTS))}) "
             "GROUP BY 1, 2, 3", (since_ms, bucket_ms, since_ms, *ENDING_EVENTS))
 
-    def recent_failures(self, limit: int) -> list[tuple]:
+    def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
         return self._read(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
-            "FROM events e JOIN jobs j ON j.id = e.job_id "
-            "WHERE e.event = 'lease_expired' OR e.event IN ('retry_scheduled', 'dead') "
-            "AND e.worker_id IS NOT NULL ORDER BY e.seq DESC LIMIT ?", (limit,))
+            "FROM events e INDEXED BY events_at JOIN jobs j ON j.id = e.job_id "
+            "WHERE e.at >= ? AND (e.event = 'lease_expired' OR e.event IN "
+            "('retry_scheduled', 'dead') AND e.worker_id IS NOT NULL) "
+            "ORDER BY e.seq DESC LIMIT ?", (since_ms, limit))
 
     def max_event_seq(self) -> int:
         return self._read("SELECT coalesce(max(seq), 0) FROM events")[0][0]

@@ -17,12 +17,13 @@ Security (README, "Dashboard"):
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import threading
-import time
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from queuectl import insight
 from queuectl.clock import iso
@@ -32,8 +33,19 @@ from queuectl.store import open_store
 
 COOKIE = "queuectl_token"
 PER_PAGE = 50
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+MAX_PAGE = 100_000
 CHART_MINUTES = 30
+FAILURES_WINDOW = 3_600_000     # "recent failures": the last hour's
+
+
+def loopback_name(host: str) -> bool:
+    """Is a Host header's name (port removed) localhost or a loopback address?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Stores(threading.local):
@@ -45,7 +57,9 @@ class Stores(threading.local):
 
     def get(self):
         if self.store is None:
-            self.store = open_store(self.url, create=False)
+            # create=True: an SQLite file made later would not be seen by a
+            # thread that had opened the (then missing) file as empty.
+            self.store = open_store(self.url, create=True)
         return self.store
 
 
@@ -79,7 +93,7 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
     def guard():
         host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith(
             "[") else (request.host or "").split("]")[0] + "]"
-        if token is None and loopback and host not in LOOPBACK_HOSTS:
+        if token is None and loopback and not loopback_name(host):
             # (A page on another site whose name resolves to 127.0.0.1 must
             # not be able to read or drive the dashboard: DNS rebinding.)
             return _error("this dashboard answers only to 127.0.0.1 and localhost", 403)
@@ -100,6 +114,10 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
     @app.errorhandler(CSRFError)
     def csrf_failed(e):
         return jsonify(error=f"CSRF check failed: {e.description}"), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return _error(f"{e.name}: {e.description}", e.code)
 
     @app.errorhandler(NotFound)
     def not_found(e):
@@ -152,8 +170,9 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
         if not _is(given):
             return render_template("login.html", error="wrong token", next=target), 401
         resp = redirect(target)
-        resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict",
-                        secure=request.is_secure)
+        # Secure when the page came over HTTPS, also through a TLS proxy.
+        secure = request.is_secure or request.headers.get("X-Forwarded-Proto") == "https"
+        resp.set_cookie(COOKIE, given, httponly=True, samesite="Strict", secure=secure)
         return resp
 
     @app.get("/")
@@ -214,7 +233,10 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
 
     @app.post("/api/dlq/retry")
     def api_retry_all():
-        body = request.get_json(silent=True) or {}
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidInput('give a JSON object: {"all": true}, {"queue": Q, '
+                               '"exit_code": N}, {"group": {...}} or {"ids": [...]}')
         s = store()
         if body.get("ids") is not None:
             ids = body["ids"]
@@ -243,6 +265,9 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
                     except (NotFound, Conflict):
                         pass
             return jsonify(ok=True, retried=done)
+        if body.get("all") is not True and body.get("queue") is None and \
+                body.get("exit_code") is None:
+            raise InvalidInput('to retry every dead job, say so: {"all": true}')
         queue, code = body.get("queue"), body.get("exit_code")
         if queue is not None and not valid_id(queue):
             raise InvalidInput("invalid queue name")
@@ -288,7 +313,7 @@ def _overview(s) -> dict:
         job = running.get(w["job_id"]) if w["job_id"] else None
         w["job_command"] = job.command if job else None
         w["job_elapsed"] = round((now - job.started_at) / 1000, 1) if job else None
-    recent = s.recent_failures(10)
+    recent = s.recent_failures(10, now - FAILURES_WINDOW)
     return {
         "status": {"jobs": counts, "workers": {"active": len(workers)}},
         "queues": s.queues(),
@@ -301,8 +326,7 @@ def _overview(s) -> dict:
 
 
 def _now_ms(s) -> int:
-    clock = getattr(s, "clock", None)
-    return clock.now_ms() if clock is not None else time.time_ns() // 1_000_000
+    return s.now_ms()
 
 
 def _jobs(s, args) -> dict:
@@ -312,22 +336,24 @@ def _jobs(s, args) -> dict:
     q = (args.get("q") or "").strip() or None
     if q is not None and len(q) > 200:
         raise InvalidInput("search text is longer than 200 characters")
+    if q is not None and any(ord(ch) < 32 for ch in q):
+        raise InvalidInput("search text must not contain control characters")
     try:
         page = max(1, int(args.get("page", 1)))
     except ValueError:
         raise InvalidInput("page must be a number") from None
+    if page > MAX_PAGE:
+        raise InvalidInput(f"page must be at most {MAX_PAGE}")
     total = s.count_jobs(state, q)
     jobs = s.list_jobs(state, PER_PAGE, offset=(page - 1) * PER_PAGE, search=q,
                        newest_first=True)
     return {"state": state, "q": q, "page": page, "per_page": PER_PAGE, "total": total,
-            "pages": max(1, -(-total // PER_PAGE)), "jobs": [j.to_dict() for j in jobs]}
+            "pages": max(1, -(-total // PER_PAGE)), "jobs": [_public(j) for j in jobs]}
 
 
 def _job(s, job_id: str, show_env: bool) -> dict:
     job = s.get_job(_id(job_id), with_output=True)
-    d = job.to_dict(with_output=True)
-    if d.get("env") and not show_env:
-        d["env"] = {k: "••••" for k in d["env"]}     # values only when asked for
+    d = _public(job, with_output=True, show_env=show_env)
     history = s.history(job_id)
     return {"job": d, "attempts": insight.attempts(history), "events": history,
             "terminal": job.state in TERMINAL, "env_hidden": bool(job.options and
@@ -335,8 +361,16 @@ def _job(s, job_id: str, show_env: bool) -> dict:
                                                                    not show_env)}
 
 
+def _public(job, with_output: bool = False, show_env: bool = False) -> dict:
+    """A job as the dashboard shows it: env values masked unless asked for."""
+    d = job.to_dict(with_output=with_output)
+    if d.get("env") and not show_env:
+        d["env"] = {k: "••••" for k in d["env"]}
+    return d
+
+
 def _dlq(s) -> dict:
     from queuectl.cli.dlq import groups
     dead = s.dead_jobs()
-    return {"groups": groups(dead), "jobs": [j.to_dict() for j in dead[:500]],
+    return {"groups": groups(dead), "jobs": [_public(j) for j in dead[:500]],
             "total": len(dead)}

@@ -45,8 +45,13 @@ class Metrics:
                 self.cursor = store.max_event_seq()
                 return
             rows = store.attempt_ends(after_seq=self.cursor, limit=BATCH)
-            for seq, _, _, event, _, worker_id, detail in rows:
-                self.cursor = max(self.cursor, seq)
+            # On a backend whose commits can land out of seq order, stop at
+            # the first event that may still have an older neighbour uncommitted.
+            cutoff = store.now_ms() - store.commit_lag_ms if store.commit_lag_ms else None
+            for seq, _, _, event, at, worker_id, detail in rows:
+                if cutoff is not None and at >= cutoff:
+                    break
+                self.cursor = seq
                 kind = insight.outcome(event, worker_id, detail)
                 if kind is None:
                     continue
