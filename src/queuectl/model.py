@@ -354,19 +354,29 @@ def _json_type(v: object) -> str:
 
 
 def _no_duplicate_keys(pairs):
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise InvalidInput(f"duplicate field {key!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidInput(f"duplicate field {key!r}")
+            seen.add(key)
     return obj
+
+
+_decoder: "json.JSONDecoder | None" = None
 
 
 def decode_json(text: str) -> object:
     """json.loads that rejects duplicate keys and NaN/Infinity, raising InvalidInput."""
+    global _decoder
+    if _decoder is None:
+        # One decoder for every line of a bulk enqueue (json.loads with hooks
+        # would build a new one per call).
+        _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys,
+                                    parse_constant=_reject_constant)
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys,
-                          parse_constant=_reject_constant)
+        return _decoder.decode(text)
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}" if "\n" in text else f"column {e.colno}"
         raise InvalidInput(f"invalid JSON: {e.msg} ({where})") from None

@@ -396,6 +396,26 @@ def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:
             "next_run_at": iso(next_run_at), "last_run_at": iso(last_run_at)}
 
 
+def first_seq_at(bounds, at_from, since_ms: int) -> int:
+    """The smallest event seq whose `at` is >= since_ms (past the last event if
+    none is): a bisection over seq, which grows with time, so that time windows
+    need no index of their own on the busiest table. `bounds` is (min seq,
+    max seq) or (None, None); at_from(s) is the `at` of the first event with
+    seq >= s."""
+    lo, hi = bounds
+    if lo is None:
+        return 0
+    if at_from(hi) < since_ms:
+        return hi + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at_from(mid) >= since_ms:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def like_pattern(text: str) -> str:
     """A LIKE pattern matching `text` anywhere (with \\ as the escape)."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

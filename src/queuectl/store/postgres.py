@@ -32,13 +32,13 @@ from queuectl.errors import (Conflict, DuplicateJob, InvalidInput, LeaseLost, No
                              QueueError, StoreError)
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
 from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTED, Store,
-                                 dependency_error, like_pattern,
+                                 dependency_error, first_seq_at, like_pattern,
                                  dependency_plan, ending, event_dict, migrations, queue_rows,
                                  rescue_error, schedule_dict, skip_existing_jobs)
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
@@ -979,7 +979,7 @@ class PostgresStore(Store):
     def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
         where = ["e.event = ANY(%(events)s::text[])"]
         if since_ms is not None:
-            where.append("e.at >= %(since)s::bigint")
+            where.append("e.seq >= %(from_seq)s::bigint AND e.at >= %(since)s::bigint")
         if after_seq is not None:
             where.append("e.seq > %(after)s::bigint")
         return self._rows(
@@ -987,23 +987,31 @@ class PostgresStore(Store):
             "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
             f"WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT %(limit)s",
             {"events": list(ENDING_EVENTS), "since": since_ms, "after": after_seq,
-             "limit": limit if limit > 0 else None})
+             "limit": limit if limit > 0 else None,
+             "from_seq": None if since_ms is None else self._seq_since(since_ms)})
+
+    def _seq_since(self, since_ms: int) -> int:
+        return first_seq_at(
+            self._rows("SELECT min(seq), max(seq) FROM queuectl_events")[0],
+            lambda s: self._rows("SELECT at FROM queuectl_events WHERE seq >= %s "
+                                 "ORDER BY seq LIMIT 1", (s,))[0][0], since_ms)
 
     def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
         return self._rows(
             "SELECT (at - %(since)s::bigint) / %(bucket)s::bigint, event, "
             "worker_id IS NOT NULL, count(*) FROM queuectl_events "
-            "WHERE at >= %(since)s::bigint AND event = ANY(%(events)s::text[]) "
-            "GROUP BY 1, 2, 3",
-            {"since": since_ms, "bucket": bucket_ms, "events": list(ENDING_EVENTS)})
+            "WHERE seq >= %(from_seq)s::bigint AND at >= %(since)s::bigint "
+            "AND event = ANY(%(events)s::text[]) GROUP BY 1, 2, 3",
+            {"since": since_ms, "bucket": bucket_ms, "events": list(ENDING_EVENTS),
+             "from_seq": self._seq_since(since_ms)})
 
     def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
         return self._rows(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
             "FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id "
-            "WHERE e.at >= %s AND (e.event = 'lease_expired' OR e.event IN "
+            "WHERE e.seq >= %s AND e.at >= %s AND (e.event = 'lease_expired' OR e.event IN "
             "('retry_scheduled', 'dead') AND e.worker_id IS NOT NULL) "
-            "ORDER BY e.seq DESC LIMIT %s", (since_ms, limit))
+            "ORDER BY e.seq DESC LIMIT %s", (self._seq_since(since_ms), since_ms, limit))
 
     def max_event_seq(self) -> int:
         return self._rows("SELECT coalesce(max(seq), 0) FROM queuectl_events")[0][0]

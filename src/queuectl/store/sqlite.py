@@ -20,14 +20,14 @@ from queuectl.clock import SystemClock, iso
 from queuectl.errors import Conflict, DuplicateJob, LeaseLost, NotFound, QueueError, StoreError
 from queuectl.model import STATES, TERMINAL, Job, NewJob, options_json
 from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTED, Store,
-                                 as_cancelled, like_pattern,
+                                 as_cancelled, first_seq_at, like_pattern,
                                  dependency_error, dependency_plan, detail_json, ending,
                                  event_dict, migrations, queue_rows, rescue_error,
                                  schedule_dict, skip_existing_jobs)
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.02     # idle workers look for new commits this often
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -752,11 +752,11 @@ class SQLiteStore(Store):
 
     def attempt_ends(self, since_ms=None, after_seq=None, limit: int = 0) -> list[tuple]:
         # (Conditions are left out, not written `? IS NULL OR …`, so that the
-        # planner uses events_at or the primary key.)
+        # planner can use the primary key's range.)
         where, params = [f"e.event IN ({_marks(len(ENDING_EVENTS))})"], list(ENDING_EVENTS)
         if since_ms is not None:
-            where.append("e.at >= ?")
-            params.append(since_ms)
+            where.append("e.seq >= ? AND e.at >= ?")
+            params += [self._seq_since(since_ms), since_ms]
         if after_seq is not None:
             where.append("e.seq > ?")
             params.append(after_seq)
@@ -765,19 +765,26 @@ class SQLiteStore(Store):
             f"FROM events e JOIN jobs j ON j.id = e.job_id WHERE {' AND '.join(where)} "
             "ORDER BY e.seq LIMIT ?", (*params, limit if limit > 0 else -1))
 
+    def _seq_since(self, since_ms: int) -> int:
+        return first_seq_at(
+            self._read("SELECT min(seq), max(seq) FROM events")[0],
+            lambda s: self._read("SELECT at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1",
+                                 (s,))[0][0], since_ms)
+
     def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
         return self._read(
             "SELECT (at - ?) / ?, event, worker_id IS NOT NULL, count(*) FROM events "
-            f"INDEXED BY events_at WHERE at >= ? AND event IN ({_marks(len(ENDING_EVENTS))}) "
-            "GROUP BY 1, 2, 3", (since_ms, bucket_ms, since_ms, *ENDING_EVENTS))
+            f"WHERE seq >= ? AND at >= ? AND event IN ({_marks(len(ENDING_EVENTS))}) "
+            "GROUP BY 1, 2, 3",
+            (since_ms, bucket_ms, self._seq_since(since_ms), since_ms, *ENDING_EVENTS))
 
     def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
         return self._read(
             "SELECT e.seq, e.job_id, j.queue, e.event, e.at, e.worker_id, e.detail "
-            "FROM events e INDEXED BY events_at JOIN jobs j ON j.id = e.job_id "
-            "WHERE e.at >= ? AND (e.event = 'lease_expired' OR e.event IN "
+            "FROM events e JOIN jobs j ON j.id = e.job_id "
+            "WHERE e.seq >= ? AND e.at >= ? AND (e.event = 'lease_expired' OR e.event IN "
             "('retry_scheduled', 'dead') AND e.worker_id IS NOT NULL) "
-            "ORDER BY e.seq DESC LIMIT ?", (since_ms, limit))
+            "ORDER BY e.seq DESC LIMIT ?", (self._seq_since(since_ms), since_ms, limit))
 
     def max_event_seq(self) -> int:
         return self._read("SELECT coalesce(max(seq), 0) FROM events")[0][0]
