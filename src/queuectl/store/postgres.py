@@ -1030,12 +1030,16 @@ class PostgresStore(Store):
         return [event_dict(*row) for row in reversed(rows)]
 
     def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
+        # Running jobs first (a small partial index); then waiting ones
+        # outside paused queues. See SQLiteStore.has_unfinished.
+        params = {"queues": list(queues) if queues else None}
+        only = "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))"
+        if self._rows(f"SELECT 1 FROM queuectl_jobs WHERE state = 'processing' {only} LIMIT 1",
+                      params):
+            return True
         return bool(self._rows(
-            "SELECT 1 FROM queuectl_jobs WHERE (state = 'processing' OR "
-            "state IN ('pending', 'failed') AND queue NOT IN "
-            "(SELECT name FROM queuectl_queues WHERE paused)) "
-            "AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])) LIMIT 1",
-            {"queues": list(queues) if queues else None}))
+            "SELECT 1 FROM queuectl_jobs WHERE state IN ('pending', 'failed') AND queue NOT IN "
+            f"(SELECT name FROM queuectl_queues WHERE paused) {only} LIMIT 1", params))
 
     def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
         (wait,) = self._rows(

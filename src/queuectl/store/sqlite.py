@@ -803,9 +803,15 @@ class SQLiteStore(Store):
 
     def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
         only, extra = _only(queues)
+        # Running jobs first, through their small partial index: a burst
+        # worker asks this at the end of every drain, when a large paused
+        # backlog would otherwise be scanned row by row.
+        if self._read(f"SELECT 1 FROM jobs INDEXED BY jobs_running WHERE state = 'processing' "
+                      f"{only} LIMIT 1", extra):
+            return True
         return bool(self._read(
-            "SELECT 1 FROM jobs WHERE (state = 'processing' OR state IN ('pending', 'failed') "
-            f"AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)) {only} LIMIT 1",
+            "SELECT 1 FROM jobs WHERE state IN ('pending', 'failed') "
+            f"AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) {only} LIMIT 1",
             extra))
 
     def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
