@@ -15,7 +15,8 @@ Rows (each on SQLite; 1, 2 and 4 also on PostgreSQL when one answers):
   3 enqueue      one `queuectl enqueue '<json>'` from the console script, median
                  of 20 whole-process wall times, against `python -c pass`.
   4 pickup       one idle worker: enqueue -> started_at, p50 and p99 over
-                 --pickups jobs enqueued one by one with random 10-50 ms gaps.
+                 --pickups jobs enqueued one by one with random 10-50 ms gaps;
+                 and the CPU the idle worker process used over 3 s before.
   5 scale        --scale jobs already in the database (90% completed, 10%
                  pending but due tomorrow): `status --json` and `list --state
                  pending --limit 50` (median of 5, minus `python -c pass`), and the
@@ -237,8 +238,16 @@ def fill(db: str, n: int) -> None:
                    capture_output=True)
 
 
-def pickup(n: int, db: str) -> "tuple[float, float]":
-    """(p50, p99) seconds from enqueue to start for an idle worker."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pickup(n: int, db: str) -> "tuple[float, float, float]":
+    """(p50, p99) seconds from enqueue to start for an idle worker, and the
+    share of a core the idle worker process used over 3 s before that."""
     import random
     from queuectl.model import NewJob
     from queuectl.store import open_store
@@ -250,6 +259,10 @@ def pickup(n: int, db: str) -> "tuple[float, float]":
             if time.monotonic() > deadline:
                 raise SystemExit("pickup: the worker did not start")
             time.sleep(0.01)
+        kids = _children(worker.pid)
+        before, t0 = sum(_cpu_seconds(k) for k in kids), time.monotonic()
+        time.sleep(3.0)
+        idle = (sum(_cpu_seconds(k) for k in kids) - before) / (time.monotonic() - t0)
         for i in range(n):
             time.sleep(random.uniform(0.01, 0.05))
             store.enqueue([NewJob(f"p{i}", "true", max_retries=0)])
@@ -261,7 +274,8 @@ def pickup(n: int, db: str) -> "tuple[float, float]":
         worker.wait(30)
         store.close()
     waits = sorted((j.started_at - j.created_at) / 1000 for j in jobs)
-    return waits[len(waits) // 2], waits[min(len(waits) - 1, round(len(waits) * 0.99))]
+    return (waits[len(waits) // 2], waits[min(len(waits) - 1, round(len(waits) * 0.99))],
+            idle)
 
 
 def _pg_url(arg: "str | None") -> "str | None":
@@ -361,11 +375,13 @@ def main() -> int:
         say(f"pickup: {args.pickups} jobs ...")
         for name, url in backends:
             with Database(work, url) as db:
-                p50, p99 = pickup(args.pickups, db)
+                p50, p99, idle = pickup(args.pickups, db)
             _row(rows, f"4 pickup p50 ({name})", args.pickups, round(p50 * 1000, 1), "ms",
                  note="target <= 20 ms sqlite, 5 ms postgres")
             _row(rows, f"4 pickup p99 ({name})", args.pickups, round(p99 * 1000, 1), "ms",
                  note="target <= 100 ms sqlite")
+            _row(rows, f"4 idle worker CPU ({name})", 0, round(idle * 100, 2), "% of a core",
+                 note="target < 1%")
         # 5: scale.
         if args.scale:
             say(f"scale: filling a database with {args.scale} jobs ...")

@@ -29,7 +29,7 @@ from queuectl.cron import firing_id
 APP = "queuectl"
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
-POLL_INTERVAL = 0.02     # idle workers look for new commits this often
+POLL_INTERVAL = 0.025    # idle workers look for new commits this often (~0.8% of a core)
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
 STALE_WORKER_TTL = 3_600_000   # ms a dead worker's row is kept after it expired
 
