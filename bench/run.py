@@ -16,7 +16,7 @@ Rows (each on SQLite; 1, 2 and 4 also on PostgreSQL when one answers):
                  of 20 whole-process wall times, against `python -c pass`.
   4 pickup       one idle worker: enqueue -> started_at, p50 and p99 over
                  --pickups jobs enqueued one by one with random 10-50 ms gaps;
-                 and the CPU the idle worker process used over 3 s before.
+                 and the CPU the idle worker process used over 10 s before.
   5 scale        --scale jobs already in the database (90% completed, 10%
                  pending but due tomorrow): `status --json` and `list --state
                  pending --limit 50` (median of 5, minus `python -c pass`), and the
@@ -247,7 +247,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def pickup(n: int, db: str) -> "tuple[float, float, float]":
     """(p50, p99) seconds from enqueue to start for an idle worker, and the
-    share of a core the idle worker process used over 3 s before that."""
+    share of a core the idle worker process used over 10 s before that."""
     import random
     from queuectl.model import NewJob
     from queuectl.store import open_store
@@ -261,7 +261,7 @@ def pickup(n: int, db: str) -> "tuple[float, float, float]":
             time.sleep(0.01)
         kids = _children(worker.pid)
         before, t0 = sum(_cpu_seconds(k) for k in kids), time.monotonic()
-        time.sleep(3.0)
+        time.sleep(10.0)     # CPU time is counted in 10 ms ticks: a long window
         idle = (sum(_cpu_seconds(k) for k in kids) - before) / (time.monotonic() - t0)
         for i in range(n):
             time.sleep(random.uniform(0.01, 0.05))
