@@ -259,6 +259,7 @@ def pickup(n: int, db: str) -> "tuple[float, float, float]":
             if time.monotonic() > deadline:
                 raise SystemExit("pickup: the worker did not start")
             time.sleep(0.01)
+        time.sleep(2.0)      # let start-up (imports, first housekeeping) pass
         kids = _children(worker.pid)
         before, t0 = sum(_cpu_seconds(k) for k in kids), time.monotonic()
         time.sleep(10.0)     # CPU time is counted in 10 ms ticks: a long window

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import sys
 
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.store import resolve_url
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from queuectl.web import is_loopback
 
 
 def dashboard(args) -> int:

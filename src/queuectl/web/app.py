@@ -17,7 +17,6 @@ Security (README, "Dashboard"):
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import threading
 
@@ -30,22 +29,13 @@ from queuectl.clock import iso
 from queuectl.errors import Conflict, InvalidInput, NotFound, QueueError
 from queuectl.model import STATES, TERMINAL, valid_id
 from queuectl.store import open_store
+from queuectl.web import is_loopback
 
 COOKIE = "queuectl_token"
 PER_PAGE = 50
 MAX_PAGE = 100_000
 CHART_MINUTES = 30
 FAILURES_WINDOW = 3_600_000     # "recent failures": the last hour's
-
-
-def loopback_name(host: str) -> bool:
-    """Is a Host header's name (port removed) localhost or a loopback address?"""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Stores(threading.local):
@@ -93,7 +83,7 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
     def guard():
         host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith(
             "[") else (request.host or "").split("]")[0] + "]"
-        if token is None and loopback and not loopback_name(host):
+        if token is None and loopback and not is_loopback(host):
             # (A page on another site whose name resolves to 127.0.0.1 must
             # not be able to read or drive the dashboard: DNS rebinding.)
             return _error("this dashboard answers only to 127.0.0.1 and localhost", 403)
