@@ -27,6 +27,16 @@ def test_first_seq_at_bisects_with_gaps():
     assert first_seq_at((1, 10), at_from, 300) == 6
     assert first_seq_at((1, 10), at_from, 301) == 11, "nothing that recent"
     assert first_seq_at((None, None), at_from, 0) == 0
+    # Events purged between reading the bounds and probing: no crash, and the
+    # window starts no later than the first surviving event that is in it.
+    purged = {1: 100, 2: 100}
+
+    def at_from_after_purge(s):
+        found = [k for k in purged if k >= s]
+        return purged[min(found)] if found else None
+
+    assert first_seq_at((1, 10), at_from_after_purge, 150) == 3
+    assert first_seq_at((1, 10), at_from_after_purge, 50) == 1
 
 
 def test_time_windows_over_the_event_log(store, clock):

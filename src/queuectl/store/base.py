@@ -401,15 +401,25 @@ def first_seq_at(bounds, at_from, since_ms: int) -> int:
     none is): a bisection over seq, which grows with time, so that time windows
     need no index of their own on the busiest table. `bounds` is (min seq,
     max seq) or (None, None); at_from(s) is the `at` of the first event with
-    seq >= s."""
+    seq >= s, or None if there is none (any more). The callers keep their
+    `at >= since` condition, so nothing before the window is ever counted; an
+    event whose `at` is earlier than a lower-seq one's (a clock step back, a
+    statement that waited for a lock) may be left out at the window's edge."""
     lo, hi = bounds
     if lo is None:
         return 0
-    if at_from(hi) < since_ms:
+
+    def at_or_after(s: int) -> bool:
+        at = at_from(s)
+        # None: the events from s on were deleted (a purge) since `bounds`
+        # was read; nothing there can be before the window.
+        return at is None or at >= since_ms
+
+    if not at_or_after(hi):
         return hi + 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if at_from(mid) >= since_ms:
+        if at_or_after(mid):
             hi = mid
         else:
             lo = mid + 1

@@ -993,8 +993,9 @@ class PostgresStore(Store):
     def _seq_since(self, since_ms: int) -> int:
         return first_seq_at(
             self._rows("SELECT min(seq), max(seq) FROM queuectl_events")[0],
-            lambda s: self._rows("SELECT at FROM queuectl_events WHERE seq >= %s "
-                                 "ORDER BY seq LIMIT 1", (s,))[0][0], since_ms)
+            lambda s: next(iter(self._rows("SELECT at FROM queuectl_events WHERE seq >= %s "
+                                           "ORDER BY seq LIMIT 1", (s,))), (None,))[0],
+            since_ms)
 
     def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
         return self._rows(

@@ -768,8 +768,9 @@ class SQLiteStore(Store):
     def _seq_since(self, since_ms: int) -> int:
         return first_seq_at(
             self._read("SELECT min(seq), max(seq) FROM events")[0],
-            lambda s: self._read("SELECT at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1",
-                                 (s,))[0][0], since_ms)
+            lambda s: next(iter(self._read(
+                "SELECT at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (s,))), (None,))[0],
+            since_ms)
 
     def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
         return self._read(
