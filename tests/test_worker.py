@@ -27,6 +27,9 @@ class UnreachableStore:
 
     heartbeat = stop_requested = rescue_expired = history = _down
 
+    def file_trouble(self):
+        return None
+
     def finish(self, *a, **kw):
         self.finished.append(a)
         self.on_finish()

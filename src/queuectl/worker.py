@@ -59,6 +59,7 @@ class Worker:
         self._db_error = None
         self._renewed = time.monotonic()   # when the running job's lease was last renewed
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
+        self.failed: "str | None" = None   # why this worker stops with an error (exit 1)
 
     # ------------------------------------------------------------ logging
     def log(self, msg: str, *, always: bool = False) -> None:
@@ -125,7 +126,7 @@ class Worker:
             # has been killed) lets the other workers rescue it at once.
             self.store.deregister_worker(self.id)
             self.log("stopped")
-        return 0
+        return 1 if self.failed else 0
 
     def adopt(self):
         """After a store error, find out whether we hold a job whose claim
@@ -284,6 +285,15 @@ class Worker:
             return
         try:
             if now >= nxt["config"]:
+                trouble = self.failed is None and self.store.file_trouble()
+                if trouble:
+                    # Our connection still works on the old file, which no
+                    # other process sees any more: stop, as gracefully as
+                    # `worker stop` (the running job finishes).
+                    self.failed, self.stop_mode = trouble, self.stop_mode or "graceful"
+                    self.log(f"error: {trouble}; stopping"
+                             + (f" once job {self.job.id} ends" if self.job else ""),
+                             always=True)
                 old_lease = self.cfg["lease_timeout"]
                 self.cfg = self.store.config()
                 if self.cfg["lease_timeout"] != old_lease:
@@ -298,6 +308,12 @@ class Worker:
                 elif job is not None:
                     self._renewed = now
                 nxt["beat"] = now + heartbeat_interval(self.cfg["lease_timeout"])
+                if self._db_error is not None:
+                    # A write went through. (Not on any success: reads work on
+                    # a full or read-only disk, and the error would be logged
+                    # again at every tick.)
+                    self._db_error = None
+                    self.log("database error cleared: writes work again", always=True)
             if now >= nxt["stop"]:
                 if self.stop_mode is None and self.store.stop_requested(self.id):
                     self.stop_mode = "graceful"
@@ -327,7 +343,6 @@ class Worker:
                     self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",
                              always=True)
                 nxt["rescue"] = now + RESCUE_EVERY
-            self._db_error = None
         except QueueError as e:
             # A database hiccup must not kill the running job: report it once
             # and try again on the next tick.

@@ -150,6 +150,11 @@ class Store(ABC):
         """Bring the schema up to date (opening a store already does);
         returns the schema version."""
 
+    def file_trouble(self) -> "str | None":
+        """Why the database this store has open is no longer the one its URL
+        names (an SQLite file deleted or replaced under it), else None."""
+        return None
+
     def __enter__(self):
         return self
 

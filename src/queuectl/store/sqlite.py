@@ -165,10 +165,32 @@ class SQLiteStore(Store):
             elif not os.access(path, os.R_OK):
                 raise StoreError(f"cannot open database {path}: permission denied")
         try:
-            return sqlite3.connect(path, timeout=0, isolation_level=None,
+            conn = sqlite3.connect(path, timeout=0, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open database {path}: {e}") from None
+        try:
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)    # see file_trouble
+        except OSError:
+            self._file_id = None
+        return conn
+
+    def file_trouble(self) -> "str | None":
+        # An open connection keeps working on a deleted (or renamed-over)
+        # file: its writes would go where no other process can see them, while
+        # new processes make a new empty database at the path.
+        if getattr(self, "_file_id", None) is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"database {self.path} was deleted while in use"
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._file_id:
+            return f"database {self.path} was replaced by another file while in use"
+        return None
 
     def _prepare(self, worker: bool) -> None:
         c = self.conn
@@ -268,13 +290,31 @@ class SQLiteStore(Store):
                 f"database {self.path} is locked: another process has held a write "
                 f"transaction for over {BUSY_TIMEOUT:g}s; is one stuck?")
         if "readonly" in low or "read-only" in low:
+            if self._cannot_write() == "read-only file system":
+                return StoreError(f"database {self.path} is read-only: its file system "
+                                  "is mounted read-only")
             return StoreError(f"database {self.path} is read-only; check the permissions "
                               "of the file and its directory")
         if "full" in low:
             return StoreError(f"database {self.path}: the disk is full")
+        if "disk i/o error" in low:
+            why = self._cannot_write()
+            if why:
+                return StoreError(f"database {self.path}: disk I/O error ({why})")
         if "unable to open" in low:
             return StoreError(f"cannot open database {self.path}: {msg}")
         return StoreError(f"database {self.path}: {msg}")
+
+    def _cannot_write(self) -> "str | None":
+        """Why the file cannot be opened for writing ("read-only file system",
+        ...), else None. SQLite's errors do not say (a read-only file system,
+        the kernel's answer to a failing disk, is a "disk I/O error"); a
+        write-open of the file changes nothing."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CLOEXEC))
+        except OSError as e:
+            return (e.strerror or str(e)).lower()
+        return None
 
     @contextmanager
     def _write(self):
