@@ -118,6 +118,11 @@ def test_actions_need_csrf_and_follow_read_only(cli):
                   headers={"X-CSRFToken": token})[0] == 409, "not dead any more"
     status, body = d.json("/api/queues/web/pause", method="POST", headers={"X-CSRFToken": token})
     assert status == 200 and cli.json("queue", "list")[-1]["paused"] is True
+    queues = cli.json("queue", "list")
+    status, body = d.json("/api/queues/wbe/resume", method="POST",
+                          headers={"X-CSRFToken": token})
+    assert status == 404 and "not found" in body["error"], "a misspelt queue"
+    assert cli.json("queue", "list") == queues, "no new queue row"
     assert d.json("/api/jobs/ok-1/cancel", method="POST",
                   headers={"X-CSRFToken": token})[0] == 409, "a completed job"
     # Retrying the whole DLQ must be asked for in so many words.

@@ -120,6 +120,39 @@ def test_queue_usage_errors(cli, args):
     assert snapshot(cli) == before
 
 
+@pytest.mark.backends("sqlite")   # CLI behaviour; set_queue is in the contract suite
+def test_undoing_a_setting_of_an_unknown_queue_is_an_error(cli):
+    # A misspelt `queue resume` must not answer "resumed" while the real
+    # queue stays paused, nor leave a new queue row behind.
+    assert_one_error_line(cli.run("queue", "resume", "mail"), 1)   # no database yet
+    cli.ok("queue", "pause", "mail")
+    before = (snapshot(cli), cli.ok("queue", "list", "--json"))
+    line = assert_one_error_line(cli.run("queue", "resume", "mial"), 1)
+    assert "queue mial not found" in line
+    assert_one_error_line(cli.run("queue", "limit", "mial", "0"), 1)
+    assert (snapshot(cli), cli.ok("queue", "list", "--json")) == before
+    assert cli.ok("queue", "resume", "mail") == "resumed mail\n"
+    assert cli.ok("queue", "resume", "mail") == "resumed mail\n", "resuming twice is fine"
+    assert cli.ok("queue", "limit", "mail", "0") == "no limit for mail\n"
+    cli.enqueue(id="j", command="true", queue="jobsonly")    # a queue with jobs, no settings
+    assert cli.ok("queue", "resume", "jobsonly") == "resumed jobsonly\n"
+
+
+@pytest.mark.backends("sqlite")   # CLI behaviour; grouping is tested above
+def test_dlq_group_limit_and_exit_code_range(cli):
+    for code in (1, 2, 2, 3, 3, 3):
+        cli.enqueue(command=f"exit {code}", max_retries=0)
+    cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
+    groups = cli.json("dlq", "list", "--group", "--limit", "2")
+    assert [(g["exit_code"], g["count"]) for g in groups] == [(3, 3), (2, 2)]
+    assert len(cli.json("dlq", "list", "--group", "--limit", "0")) == 3
+    before = snapshot(cli)
+    for code in ("-1", "256"):
+        line = assert_one_error_line(cli.run("dlq", "retry", "--all", "--exit-code", code), 2)
+        assert "--exit-code must be from 0 to 255" in line
+    assert snapshot(cli) == before
+
+
 @pytest.mark.backends("sqlite")   # rejected before any database is opened
 def test_bad_queue_field_is_rejected(cli):
     line = assert_one_error_line(cli.run("enqueue", json.dumps({"command": "true",

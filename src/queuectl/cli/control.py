@@ -6,7 +6,7 @@ import sys
 
 from queuectl.cli import render
 from queuectl.cli.jobs import _store, job_id
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import STATES, valid_id
 
 
@@ -42,9 +42,15 @@ def queue_list(args) -> int:
     return 0
 
 
-def _set(args, verb: str, **change) -> int:
+def _set(args, verb: str, *, known: bool = False, **change) -> int:
+    """Change a queue's settings. `known`: the change only undoes a setting
+    (resume, limit 0), so the queue must exist already (have jobs or
+    settings): a misspelt name is an error, not a new, silent queue row."""
     name = queue_name(args.name)
-    with _store(args, create=True) as store:
+    with _store(args, create=not known) as store:
+        if known and name not in {q["name"] for q in store.queues()}:
+            raise NotFound(f"queue {name} not found: it has no jobs and no settings "
+                           "(see 'queuectl queue list')")
         store.set_queue(name, **change)
     print(f"{verb} {name}")
     return 0
@@ -55,11 +61,12 @@ def queue_pause(args) -> int:
 
 
 def queue_resume(args) -> int:
-    return _set(args, "resumed", paused=False)
+    return _set(args, "resumed", known=True, paused=False)
 
 
 def queue_limit(args) -> int:
-    return _set(args, f"limit {args.n} for" if args.n else "no limit for", limit=args.n)
+    return _set(args, f"limit {args.n} for" if args.n else "no limit for",
+                known=not args.n, limit=args.n)
 
 
 def purge(args) -> int:

@@ -272,7 +272,10 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
 
     @app.post("/api/queues/<name>/resume")
     def api_resume(name):
-        store().set_queue(_queue(name), paused=False)
+        s = store()
+        if _queue(name) not in {q["name"] for q in s.queues()}:   # as `queue resume`
+            raise NotFound(f"queue {name} not found: it has no jobs and no settings")
+        s.set_queue(name, paused=False)
         return jsonify(ok=True, queue=name, paused=False)
 
     return app
