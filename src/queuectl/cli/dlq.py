@@ -38,6 +38,8 @@ def list_(args) -> int:
     if args.group:
         with _store(args) as store:
             found = groups(store.dead_jobs())
+        if args.limit:                          # the biggest N groups
+            found = found[:args.limit]
         if args.json:
             render.emit_json(found)
         elif found:
@@ -60,6 +62,8 @@ def retry(args) -> int:
         raise InvalidInput("give a job id or --all (see 'queuectl dlq retry --help')")
     if not args.all and (args.queue is not None or args.exit_code is not None):
         raise InvalidInput("--queue and --exit-code go with --all")
+    if args.exit_code is not None and not 0 <= args.exit_code <= 255:
+        raise InvalidInput(f"--exit-code must be from 0 to 255, not {args.exit_code}")
     if args.queue is not None:
         from queuectl.cli.control import queue_name
         queue_name(args.queue)
