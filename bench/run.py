@@ -2,7 +2,7 @@
 in the same run, and printed as a ratio as well as an absolute figure.
 
     python bench/run.py [--jobs N] [--rounds R] [--pickups N] [--bulk N]
-                        [--scale N] [--pg URL|none] [--json] [--quick]
+                        [--scale N] [--pg URL|none] [--only ROWS] [--json] [--quick]
 
 Rows (each on SQLite; 1, 2 and 4 also on PostgreSQL when one answers):
   1 drain        N `true` jobs drained by `queuectl worker start --count 2 --burst`
@@ -316,8 +316,16 @@ def main() -> int:
                     help="PostgreSQL to measure too ('none' to skip)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, one round (a smoke test of the suite)")
+    ap.add_argument("--only", metavar="ROWS",
+                    help="run only these rows, e.g. 1,3 (row 5's drain needs row 1)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    only = {int(r) for r in args.only.split(",")} if args.only else None
+    if only and 5 in only:
+        only.add(1)
+
+    def want(row: int) -> bool:
+        return only is None or row in only or (row == 1 and 6 in only)
     if args.quick:
         args.jobs, args.rounds, args.pickups, args.bulk, args.scale = 200, 1, 20, 5000, 20000
     if not QUEUECTL:
@@ -330,62 +338,68 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="queuectl-bench-") as tmp:
         work = Path(tmp)
         # 1 (and 6): drain, alternating with the ceiling.
-        say(f"drain: {args.rounds} rounds of {args.jobs} jobs ...")
-        ceil_s, drain_s = [], {name: [] for name, _ in backends}
-        for _ in range(args.rounds):
-            ceil_s.append(ceiling(args.jobs))
+        if want(1):
+            say(f"drain: {args.rounds} rounds of {args.jobs} jobs ...")
+            ceil_s, drain_s = [], {name: [] for name, _ in backends}
+            for _ in range(args.rounds):
+                ceil_s.append(ceiling(args.jobs))
+                for name, url in backends:
+                    with Database(work, url) as db:
+                        drain_s[name].append(drain(args.jobs, db))
+            ceil_whole = args.jobs / min(c[0] for c in ceil_s)
+            ceil_loop = args.jobs / min(c[1] for c in ceil_s)
+            empty_rate = {}
+            for name, _ in backends:
+                whole = args.jobs / min(d[0] for d in drain_s[name])
+                steady = args.jobs / min(d[1] for d in drain_s[name])
+                empty_rate[name] = whole
+                _row(rows, f"1 drain ({name})", args.jobs, round(whole), "jobs/s",
+                     round(ceil_whole), whole / ceil_whole, "target >= 75% sqlite, 50% postgres")
+                _row(rows, f"1 drain steady ({name})", args.jobs, round(steady), "jobs/s",
+                     round(ceil_loop), steady / ceil_loop)
+            peak = max(d[2] for d in drain_s["sqlite"])
+            _row(rows, "6 worker peak RSS (sqlite)", args.jobs, round(peak / 2**20, 1), "MiB",
+                 note="target <= 40 MiB")
+        # 2: bulk enqueue.
+        if want(2):
+            say(f"bulk enqueue: {args.bulk} jobs ...")
+            for name, url in backends:
+                best_q = best_c = None
+                for _ in range(max(1, min(args.rounds, 2))):
+                    c = bulk_ceiling(args.bulk, work, url)
+                    with Database(work, url) as db:
+                        q = bulk(args.bulk, db)
+                    best_q = q if best_q is None else min(best_q, q)
+                    best_c = c if best_c is None else min(best_c, c)
+                _row(rows, f"2 bulk enqueue ({name})", args.bulk, round(args.bulk / best_q),
+                     "jobs/s", round(args.bulk / best_c), best_c / best_q,
+                     "target >= 100000 jobs/s" if name == "sqlite" else None)
+        # 3: one enqueue, the whole process, against the bare interpreter.
+        if want(3):
+            say("single enqueue ...")
+            bare = _median_wall([sys.executable, "-c", "pass"])
+            with Database(work, None) as db:
+                subprocess.run([QUEUECTL, "--db", db, "migrate"], check=True, capture_output=True)
+                one = _median_wall([QUEUECTL, "--db", db, "enqueue", '{"command": "true"}'])
+            _row(rows, "3 single enqueue (sqlite)", 1, round(one * 1000, 1), "ms",
+                 round(bare * 1000, 1), bare / one, "target <= 1.5x python -c pass")
+        # 4: pickup latency.
+        if want(4):
+            say(f"pickup: {args.pickups} jobs ...")
             for name, url in backends:
                 with Database(work, url) as db:
-                    drain_s[name].append(drain(args.jobs, db))
-        ceil_whole = args.jobs / min(c[0] for c in ceil_s)
-        ceil_loop = args.jobs / min(c[1] for c in ceil_s)
-        empty_rate = {}
-        for name, _ in backends:
-            whole = args.jobs / min(d[0] for d in drain_s[name])
-            steady = args.jobs / min(d[1] for d in drain_s[name])
-            empty_rate[name] = whole
-            _row(rows, f"1 drain ({name})", args.jobs, round(whole), "jobs/s",
-                 round(ceil_whole), whole / ceil_whole, "target >= 75% sqlite, 50% postgres")
-            _row(rows, f"1 drain steady ({name})", args.jobs, round(steady), "jobs/s",
-                 round(ceil_loop), steady / ceil_loop)
-        peak = max(d[2] for d in drain_s["sqlite"])
-        _row(rows, "6 worker peak RSS (sqlite)", args.jobs, round(peak / 2**20, 1), "MiB",
-             note="target <= 40 MiB")
-        # 2: bulk enqueue.
-        say(f"bulk enqueue: {args.bulk} jobs ...")
-        for name, url in backends:
-            best_q = best_c = None
-            for _ in range(max(1, min(args.rounds, 2))):
-                c = bulk_ceiling(args.bulk, work, url)
-                with Database(work, url) as db:
-                    q = bulk(args.bulk, db)
-                best_q = q if best_q is None else min(best_q, q)
-                best_c = c if best_c is None else min(best_c, c)
-            _row(rows, f"2 bulk enqueue ({name})", args.bulk, round(args.bulk / best_q),
-                 "jobs/s", round(args.bulk / best_c), best_c / best_q,
-                 "target >= 100000 jobs/s" if name == "sqlite" else None)
-        # 3: one enqueue, the whole process, against the bare interpreter.
-        say("single enqueue ...")
-        bare = _median_wall([sys.executable, "-c", "pass"])
-        with Database(work, None) as db:
-            subprocess.run([QUEUECTL, "--db", db, "migrate"], check=True, capture_output=True)
-            one = _median_wall([QUEUECTL, "--db", db, "enqueue", '{"command": "true"}'])
-        _row(rows, "3 single enqueue (sqlite)", 1, round(one * 1000, 1), "ms",
-             round(bare * 1000, 1), bare / one, "target <= 1.5x python -c pass")
-        # 4: pickup latency.
-        say(f"pickup: {args.pickups} jobs ...")
-        for name, url in backends:
-            with Database(work, url) as db:
-                p50, p99, idle = pickup(args.pickups, db)
-            _row(rows, f"4 pickup p50 ({name})", args.pickups, round(p50 * 1000, 1), "ms",
-                 note="target <= 20 ms sqlite, 5 ms postgres")
-            _row(rows, f"4 pickup p99 ({name})", args.pickups, round(p99 * 1000, 1), "ms",
-                 note="target <= 100 ms sqlite")
-            _row(rows, f"4 idle worker CPU ({name})", 0, round(idle * 100, 2), "% of a core",
-                 note="target < 1%")
+                    p50, p99, idle = pickup(args.pickups, db)
+                _row(rows, f"4 pickup p50 ({name})", args.pickups, round(p50 * 1000, 1), "ms",
+                     note="target <= 20 ms sqlite, 5 ms postgres")
+                _row(rows, f"4 pickup p99 ({name})", args.pickups, round(p99 * 1000, 1), "ms",
+                     note="target <= 100 ms sqlite")
+                _row(rows, f"4 idle worker CPU ({name})", 0, round(idle * 100, 2), "% of a core",
+                     note="target < 1%")
         # 5: scale.
-        if args.scale:
+        if args.scale and want(5):
             say(f"scale: filling a database with {args.scale} jobs ...")
+            if not want(3):
+                bare = _median_wall([sys.executable, "-c", "pass"])
             with Database(work, None) as db:
                 fill(db, args.scale)
                 for label, argv in (

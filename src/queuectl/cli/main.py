@@ -1,253 +1,43 @@
-"""`queuectl` entry point: the argument parser and the error boundary.
+"""`queuectl` entry point: the error boundary (one-line errors, exit codes).
 
-Command modules are imported only when their command runs, so a one-shot
-command like `enqueue` pays for nothing it does not use.
+Command modules, and the argument parser itself (cli/parser.py), are imported
+only when needed, so a one-shot command like `enqueue` pays for nothing it
+does not use.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from queuectl import __version__
-
-# argparse passes each of its strings through gettext, and gettext, finding no
-# catalogue (Python ships none for argparse), searches the locale directories
-# again for every string: ~7 ms per command here for ~100 strings. The text is
-# the same either way.
-argparse._ = lambda message: message
-argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
 from queuectl.errors import InvalidInput, QueueError
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line: `queuectl: error: ...` (exit 2)."""
+class _Args:
+    """The parsed arguments of a plain `enqueue '<json>'` (see _plain_enqueue)."""
+    target, file, skip_existing, debug = "jobs:enqueue", None, False, False
 
-    def error(self, message):
-        raise InvalidInput(f"{message} (see '{self.prog} --help')")
-
-
-def _common() -> argparse.ArgumentParser:
-    # Accepted before or after the command; SUPPRESS keeps a subcommand's
-    # absent option from overwriting one given before it.
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--db", default=argparse.SUPPRESS, metavar="URL",
-                   help="database: a file path or postgresql://... "
-                        "(default: $QUEUECTL_DB, else ./queuectl.db)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="print a traceback with any error (for bug reports)")
-    return p
+    def __init__(self, payload: str, db: "str | None"):
+        self.payload, self.db = payload, db
 
 
-def _json(p) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON only")
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: a whole number >= minimum."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}: {text!r}")
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 10**9:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1e9 seconds: {text!r}")
-    return value
-
-
-_nonneg_int = _int_at_least(0)
-
-
-def _limit(text: str) -> int:
-    value = _nonneg_int(text)
-    if value > 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be at most {2**31 - 1}: {text!r}")
-    return value
-_pos_int = _int_at_least(1)
-
-
-def build_parser() -> Parser:
-    common = _common()
-    root = Parser(prog="queuectl", parents=[common], allow_abbrev=False,
-                  description="A durable background job queue for shell commands.")
-    root.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    def cmd(name, help, target, parent=sub):
-        p = parent.add_parser(name, help=help, description=help, parents=[common],
-                              allow_abbrev=False)
-        p.set_defaults(target=target)
-        return p
-
-    p = cmd("enqueue", "add a job (one JSON object), or many with '-' / --file",
-            "jobs:enqueue")
-    p.add_argument("payload", nargs="?",
-                   help="a JSON object, or '-' to read JSON Lines / a JSON array from stdin")
-    p.add_argument("--file", "-f", metavar="F",
-                   help="read JSON Lines or a JSON array from file F")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="an id that exists with the same command is not an error "
-                        "(prints 'exists ID')")
-
-    p = cmd("wait", "wait until jobs are completed or dead (exit 0: all completed, "
-            "1: not all, 124: timed out)", "jobs:wait")
-    p.add_argument("ids", nargs="*", metavar="ID")
-    p.add_argument("--all", action="store_true",
-                   help="wait until no job is pending, failed or processing")
-    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                   help="give up after S seconds (exit 124)")
-
-    w = cmd("worker", "start or stop workers", None)
-    wsub = w.add_subparsers(dest="worker_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("start", "run N workers in the foreground (Ctrl+C: finish jobs and exit)",
-            "workers:start", wsub)
-    p.add_argument("--count", "-c", type=_pos_int, default=1, metavar="N",
-                   help="number of worker processes (default 1)")
-    p.add_argument("--burst", action="store_true",
-                   help="exit once no job is pending, failed or processing")
-    p.add_argument("--quiet", "-q", action="store_true", help="log only problems")
-    p.add_argument("--queue", action="append", metavar="NAME", dest="queues",
-                   help="only take jobs from this queue (repeatable; default: every queue)")
-    p = cmd("stop", "ask every running worker to finish its job and exit",
-            "workers:stop", wsub)
-    p.add_argument("--wait", action="store_true", help="wait until they have exited")
-    p = cmd("list", "list active workers", "workers:list_", wsub)
-    _json(p)
-
-    p = cmd("status", "job counts per state and active workers", "jobs:status")
-    _json(p)
-
-    p = cmd("list", "list jobs, oldest first", "jobs:list_")
-    p.add_argument("--state", metavar="STATE",
-                   help="pending, processing, completed, failed or dead")
-    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
-                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
-    _json(p)
-
-    p = cmd("show", "one job and the output of its latest attempt", "jobs:show")
-    p.add_argument("id")
-    _json(p)
-
-    p = cmd("logs", "output (stdout and stderr) of a job's latest attempt", "jobs:logs")
-    p.add_argument("id")
-
-    p = cmd("history", "job events as JSON Lines, oldest first", "jobs:history")
-    p.add_argument("--job-id", metavar="ID")
-    p.add_argument("--limit", type=_nonneg_int, default=0, metavar="N",
-                   help="only the N most recent events (default all)")
-
-    d = cmd("dlq", "the dead-letter queue", None)
-    dsub = d.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("list", "list dead jobs", "dlq:list_", dsub)
-    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
-                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
-    _json(p)
-    p.add_argument("--group", action="store_true",
-                   help="group dead jobs by exit code and error, with counts and examples")
-    p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
-    p.add_argument("id", nargs="?")
-    p.add_argument("--all", action="store_true", help="retry every dead job")
-    p.add_argument("--queue", metavar="Q", help="with --all: only jobs of queue Q")
-    p.add_argument("--exit-code", type=int, metavar="N", dest="exit_code",
-                   help="with --all: only jobs whose last exit code was N")
-
-    p = cmd("cancel", "cancel a job: a waiting one at once, a running one is killed",
-            "control:cancel")
-    p.add_argument("id")
-
-    q = cmd("queue", "named queues: list, pause, resume, limit", None)
-    qsub = q.add_subparsers(dest="queue_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("list", "every queue with its job counts, paused flag and limit",
-            "control:queue_list", qsub)
-    _json(p)
-    p = cmd("pause", "stop claiming from a queue (running jobs finish)",
-            "control:queue_pause", qsub)
-    p.add_argument("name")
-    p = cmd("resume", "claim from a paused queue again", "control:queue_resume", qsub)
-    p.add_argument("name")
-    p = cmd("limit", "run at most N jobs of a queue at once, on all hosts (0 = no limit)",
-            "control:queue_limit", qsub)
-    p.add_argument("name")
-    p.add_argument("n", type=_limit, metavar="N")
-
-    s = cmd("schedule", "recurring jobs: add, list, remove", None)
-    ssub = s.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("add", "enqueue a job on a cron schedule (workers fire it)",
-            "schedules:add", ssub)
-    p.add_argument("name", help="the schedule's name; each firing's job id is "
-                                "NAME:<fire time>")
-    p.add_argument("cron", metavar="CRON",
-                   help="5 fields: minute hour day-of-month month day-of-week "
-                        "(e.g. '*/15 * * * *'; a 6th leading field is seconds), or "
-                        "@hourly/@daily/@weekly/@monthly/@yearly")
-    p.add_argument("job", metavar="JOB", help="the job as a JSON object, without id")
-    p.add_argument("--tz", metavar="ZONE",
-                   help="evaluate CRON in this IANA time zone (default UTC)")
-    p.add_argument("--replace", action="store_true",
-                   help="replace a schedule of the same name instead of failing")
-    p = cmd("list", "every schedule with its next fire time", "schedules:list_", ssub)
-    _json(p)
-    p = cmd("remove", "delete a schedule (jobs it enqueued stay)", "schedules:remove", ssub)
-    p.add_argument("name")
-
-    p = cmd("stats", "finished jobs, success rate, throughput, durations, per queue",
-            "stats:stats")
-    p.add_argument("--since", default="1h", metavar="AGE",
-                   help="the window: 30s, 15m, 2h, 7d (default 1h)")
-    _json(p)
-    p = cmd("top", "a live view: counts, workers, running jobs, recent failures "
-            "(Ctrl+C quits; one snapshot when not on a terminal)", "stats:top")
-    p.add_argument("--interval", type=_seconds, default=1.0, metavar="S",
-                   help="seconds between refreshes (default 1)")
-    p = cmd("dashboard", "serve the web dashboard, its JSON API and /metrics "
-            "(needs the dashboard extra)", "web:dashboard")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; any other needs a token)")
-    p.add_argument("--port", type=_int_at_least(0), default=8080,
-                   help="port (default 8080; 0 = any free port)")
-    p.add_argument("--token", metavar="TOKEN",
-                   help="require this token (≥ 16 characters; default "
-                        "$QUEUECTL_DASHBOARD_TOKEN)")
-    p.add_argument("--read-only", action="store_true", dest="read_only",
-                   help="no actions (retry, cancel, pause): look only")
-
-    p = cmd("purge", "delete old finished jobs and their events", "control:purge")
-    p.add_argument("--state", action="append", required=True, metavar="STATE",
-                   dest="states", help="completed, dead or cancelled (repeatable)")
-    p.add_argument("--older-than", required=True, metavar="AGE", dest="older_than",
-                   help="finished more than AGE ago: 30s, 15m, 2h, 7d (0 = all)")
-
-    cmd("migrate", "create or upgrade the database schema (every command does it "
-        "when needed)", "transfer:migrate")
-    p = cmd("export", "every job, with its state and output, as JSON Lines on stdout",
-            "transfer:export")
-    p.add_argument("--state", metavar="STATE", help="only jobs in this state")
-    p = cmd("import", "add jobs from 'queuectl export' output (all or nothing)",
-            "transfer:import_")
-    p.add_argument("file", nargs="?", default="-", metavar="FILE",
-                   help="JSON Lines file (default '-': standard input)")
-
-    c = cmd("config", "read or change settings", None)
-    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("set", "set a config key", "settings:set_", csub)
-    p.add_argument("key")
-    p.add_argument("value")
-    p = cmd("get", "print a config key's value", "settings:get", csub)
-    p.add_argument("key")
-    p = cmd("list", "every config key and its value", "settings:list_", csub)
-    _json(p)
-    return root
+def _plain_enqueue(argv: list) -> "_Args | None":
+    """The most common command, `queuectl [--db URL] enqueue '{...}' [--db URL]`,
+    parsed without argparse: importing it and building every subcommand's parser
+    would cost more than the rest of the command. Anything else (another
+    option, '-', --help, a second payload) returns None and goes through
+    argparse, which then gives the same result or the usual usage error."""
+    db, payload, rest = None, None, list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--db" and rest and not rest[0].startswith("-"):
+            db = rest.pop(0)
+        elif word.startswith("--db=") and len(word) > 5:
+            db = word[5:]
+        elif word == "enqueue" and payload is None and rest and rest[0].startswith("{"):
+            payload = rest.pop(0)
+        else:
+            return None
+    return None if payload is None else _Args(payload, db)
 
 
 def main(argv=None) -> int:
@@ -258,7 +48,9 @@ def main(argv=None) -> int:
             stream.reconfigure(errors="backslashreplace")
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        if (args := _plain_enqueue(argv)) is None:
+            from queuectl.cli.parser import build_parser
+            args = build_parser().parse_args(argv)
         debug = getattr(args, "debug", False)
         target = getattr(args, "target", None)
         if target is None:
