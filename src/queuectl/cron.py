@@ -98,6 +98,11 @@ def check_job(text: str) -> str:
                    "run_at": "a firing runs when it fires; 'delay' is allowed",
                    "after": "a firing has no earlier job to wait for"}[key]
             raise InvalidInput(f"field {key!r} is not allowed in a schedule's job ({why})")
+    from queuectl.model import FIELDS
+    for key in obj:
+        if key not in FIELDS:      # (the enqueue message would offer id, run_at, after)
+            allowed = ", ".join(f for f in FIELDS if f not in NOT_IN_SCHEDULE)
+            raise InvalidInput(f"unknown field {key!r} in a schedule's job (allowed: {allowed})")
     validate_payload(obj)
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 

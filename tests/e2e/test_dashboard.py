@@ -188,6 +188,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 @pytest.mark.parametrize("args, code, word", [
     (["--host", "0.0.0.0"], 2, "without a token"),
     (["--host", "0.0.0.0", "--token", "short"], 2, "16 characters"),
+    (["--host", "", "--token", TOKEN], 2, "--host must be an address"),
     (["--port", "70000"], 2, "port"),
     (["--port", "x"], 2, "port"),
 ])

@@ -164,6 +164,9 @@ def test_schedule_commands(cli):
                        (["x", "* * * * *", '{"command": ""}'], 2),
                        (["x", "* * * * *", "not json"], 2)):
         assert_one_error_line(cli.run("schedule", "add", *args), code)
+    line = assert_one_error_line(cli.run("schedule", "add", "x", "* * * * *",
+                                         '{"command": "true", "bogus": 1}'), 2)
+    assert "'bogus'" in line and "run_at" not in line, "offers only what a schedule takes"
     assert_one_error_line(cli.run("schedule", "remove", "ghost"), 1)
     assert (snapshot(cli), cli.ok("schedule", "list", "--json")) == before
     cli.ok("schedule", "add", "nightly", "@hourly", job, "--replace")

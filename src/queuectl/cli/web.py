@@ -14,6 +14,9 @@ from queuectl.web import is_loopback
 def dashboard(args) -> int:
     if args.port > 65535:
         raise InvalidInput(f"--port must be from 0 to 65535, not {args.port}")
+    if not args.host.strip():
+        raise InvalidInput("--host must be an address or a host name, not empty "
+                           "(0.0.0.0 means every interface)")
     token = args.token or os.environ.get("QUEUECTL_DASHBOARD_TOKEN") or None
     loopback = is_loopback(args.host)
     if not loopback and not token:
