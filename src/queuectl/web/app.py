@@ -36,6 +36,7 @@ PER_PAGE = 50
 MAX_PAGE = 100_000
 CHART_MINUTES = 30
 FAILURES_WINDOW = 3_600_000     # "recent failures": the last hour's
+DLQ_LISTED = 100                # the DLQ page lists the oldest 100 (all under /jobs?state=dead)
 
 
 class Stores(threading.local):
@@ -365,5 +366,5 @@ def _public(job, with_output: bool = False, show_env: bool = False) -> dict:
 def _dlq(s) -> dict:
     from queuectl.cli.dlq import groups
     dead = s.dead_jobs()
-    return {"groups": groups(dead), "jobs": [_public(j) for j in dead[:500]],
+    return {"groups": groups(dead), "jobs": [_public(j) for j in dead[:DLQ_LISTED]],
             "total": len(dead)}
