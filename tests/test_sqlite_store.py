@@ -30,6 +30,7 @@ def test_rescue_that_waited_behind_a_long_writer_judges_nothing_that_round(tmp_p
     rescuer.register_worker("w1", "h", 1, 30)
     rescuer.enqueue([NewJob("j", "true", max_retries=3)])
     assert rescuer.claim("w1", 30).id == "j"
+    assert rescuer.rescue_expired(lambda job: Decision("retry", 0.0)) == []  # (watching)
     clock.advance(31)                                   # the lease has run out
 
     blocker.conn.execute("BEGIN IMMEDIATE")             # a long writer holds the lock
@@ -120,3 +121,51 @@ class _RacingConnection:
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
+
+
+class SteppedClock(FakeClock):
+    """A view of `base` whose wall clock can step (`offset_ms`) while its
+    monotonic clock runs on untouched, as in a real clock step."""
+
+    def __init__(self, base: FakeClock):
+        super().__init__()
+        self.base, self.offset_ms = base, 0
+
+    def now_ms(self) -> int:
+        return self.base.ms + self.offset_ms
+
+    def monotonic_ms(self) -> int:
+        return self.base.ms
+
+
+def test_a_rescuer_wall_clock_step_neither_rescues_a_live_lease_nor_strands_a_dead_one(tmp_path):
+    """Leases are written with the worker's wall clock; the rescue judges them
+    by its own monotonic clock. (Before: a rescuer two hours ahead took a live
+    worker's job at once, and swept its worker row as an hour stale; one two
+    hours behind left a dead worker's job for two hours.)"""
+    path = str(tmp_path / "q.db")
+    base = FakeClock()
+    worker, rescuer_clock = open_store(path, clock=base), SteppedClock(base)
+    rescuer = open_store(path, clock=rescuer_clock)
+    retry = lambda job: Decision("retry", 0.0)  # noqa: E731
+    worker.register_worker("w1", "h", 1, 30)
+    worker.enqueue([NewJob("j", "true", max_retries=3)])
+    assert worker.claim("w1", 30).id == "j"
+    assert rescuer.rescue_expired(retry) == []
+    rescuer_clock.offset_ms = 2 * 3600_000                # two hours ahead
+    for _ in range(10):                                   # the worker keeps beating
+        base.advance(10)
+        assert worker.heartbeat("w1", "j", 30)
+        assert rescuer.rescue_expired(retry) == []
+    assert worker.get_job("j").state == "processing"
+    assert worker.heartbeat("w1", "j", 30), "the live worker's row and lease are intact"
+
+    rescuer_clock.offset_ms = -2 * 3600_000               # now two hours behind
+    base.advance(29)                                      # the worker died after its beat
+    assert rescuer.rescue_expired(retry) == []
+    base.advance(2)
+    assert [j.id for j in rescuer.rescue_expired(retry)] == ["j"]
+    job = rescuer.get_job("j")
+    assert job.state == "failed" and "no heartbeat" in job.last_error
+    worker.close()
+    rescuer.close()

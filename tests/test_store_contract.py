@@ -76,6 +76,13 @@ def decide_with(cfg, rand=lambda: 0.0):
     return decide
 
 
+def watch(store):
+    """A rescue round that must take nothing back: the rescuer starts watching
+    the leases it sees (on SQLite a lease counts as expired only once the
+    rescuer itself has seen it go unrenewed for a lease term)."""
+    assert store.rescue_expired(lambda job: pytest.fail("rescued too early")) == []
+
+
 def claim_one(store, worker_id, job_id, lease=30.0):
     job = store.claim(worker_id, lease)
     assert job is not None and job.id == job_id, job
@@ -425,6 +432,7 @@ def test_finishing_after_a_rescue_raises_lease_lost(store, clock):
     cfg = store.config()
     store.enqueue([nj("j")])
     stale = store.claim("w1", cfg["lease_timeout"])
+    watch(store)
     clock.advance(cfg["lease_timeout"] + 1)
     assert [j.id for j in store.rescue_expired(decide_with(cfg))] == ["j"]
     before = snapshot(store, "j")
@@ -490,6 +498,7 @@ def test_heartbeat_returns_false_once_the_job_was_rescued(store, clock):
     register(store, "w1")
     store.enqueue([nj("j")])
     store.claim("w1", cfg["lease_timeout"])
+    watch(store)
     clock.advance(cfg["lease_timeout"] + 0.001)
     assert [j.id for j in store.rescue_expired(decide_with(cfg))] == ["j"]
     assert store.heartbeat("w1", "j", cfg["lease_timeout"]) is False
@@ -502,6 +511,7 @@ def test_rescue_happens_only_after_lease_timeout(store, clock):
     register(store, "w1")
     store.enqueue([nj("j", max_retries=3)])
     store.claim("w1", cfg["lease_timeout"])
+    watch(store)
     decide = decide_with(cfg)
     clock.advance(10)
     assert store.rescue_expired(decide) == []
@@ -534,6 +544,7 @@ def test_rescue_buries_a_job_whose_retries_are_exhausted(store, clock):
     register(store, "w1")
     store.enqueue([nj("j", max_retries=0)])
     store.claim("w1", cfg["lease_timeout"])
+    watch(store)
     clock.advance(cfg["lease_timeout"] + 1)
     now = clock.now_ms()
     assert [j.id for j in store.rescue_expired(decide_with(cfg))] == ["j"]
@@ -565,6 +576,7 @@ def test_rescue_spares_the_job_of_a_worker_that_keeps_beating(store, clock):
     store.enqueue([nj("beating"), nj("silent")])
     store.claim("w1", cfg["lease_timeout"])
     store.claim("w2", cfg["lease_timeout"])
+    watch(store)
     for _ in range(4):
         clock.advance(cfg["lease_timeout"] / 2)
         assert store.heartbeat("w1", "beating", cfg["lease_timeout"])

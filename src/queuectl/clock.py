@@ -13,6 +13,11 @@ class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
+    def monotonic_ms(self) -> int:
+        """This process's monotonic time (no wall-clock steps): for judging
+        how long something has gone unchanged (the SQLite lease rescue)."""
+        return time.monotonic_ns() // 1_000_000
+
 
 class FakeClock:
     """A clock that only moves when told to (tests)."""
@@ -21,6 +26,9 @@ class FakeClock:
         self.ms = start_ms
 
     def now_ms(self) -> int:
+        return self.ms
+
+    def monotonic_ms(self) -> int:
         return self.ms
 
     def advance(self, seconds: float) -> None:

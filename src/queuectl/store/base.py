@@ -100,9 +100,12 @@ def ending(decision, job: Job, now: int):
     return state, event, job.run_at, now
 
 
-def rescue_error(job: Job, seen: int) -> str:
-    """last_error of a job taken back from its worker at time `seen`."""
-    if job.lease_expires_at < seen:
+def rescue_error(job: Job, seen: int, gone: "bool | None" = None) -> str:
+    """last_error of a job taken back from its worker at time `seen` (`gone`:
+    whether the worker's row was gone, when the caller knows)."""
+    if gone is None:
+        gone = job.lease_expires_at >= seen
+    if not gone:
         return f"lease expired: no heartbeat from worker {job.worker_id}"
     return f"worker {job.worker_id} exited without finishing the job"
 

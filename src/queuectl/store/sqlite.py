@@ -83,9 +83,17 @@ SQL_FINISH = (
     "exit_code = ?, last_error = ?, lease_expires_at = NULL, cancel_requested = 0, output = ?, "
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
-SQL_EXPIRED = (
-    f"SELECT {JOB_COLS}, has_dependents, cancel_requested FROM jobs WHERE state = 'processing' AND "
-    "(lease_expires_at < ? OR worker_id NOT IN (SELECT id FROM workers)) LIMIT 200")
+# Running jobs with what the rescue watches: the lease and the heartbeat of the
+# holder (NULL: its worker row is gone), and the holder's lease term.
+SQL_RUNNING = (
+    "SELECT j.id, j.worker_id, j.attempts, j.lease_expires_at, w.heartbeat_at, "
+    "w.expires_at - w.heartbeat_at FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id "
+    "WHERE j.state = 'processing'")
+SQL_RESCUABLE = (
+    f"SELECT {JOB_COLS}, has_dependents, cancel_requested FROM jobs WHERE id = ? "
+    "AND state = 'processing' AND worker_id = ? AND attempts = ?")
+SQL_STALE_WORKERS = (
+    "SELECT id, heartbeat_at, expires_at - heartbeat_at FROM workers WHERE expires_at < ?")
 SQL_INSERT_WORKER = (
     "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?)")
@@ -136,6 +144,10 @@ class SQLiteStore(Store):
         self.create = create
         self.clock = clock or SystemClock()
         self._identity: "tuple | None" = None       # (host, pid, started) once registered
+        # What the rescue has watched, on its own monotonic clock: job id ->
+        # (lease as last read, since when unchanged); worker id -> the same.
+        self._leases_seen: dict = {}
+        self._workers_seen: dict = {}
         self._data_version = None
         self.conn = self._connect()
         try:
@@ -631,30 +643,44 @@ class SQLiteStore(Store):
         return [Job(*r) for r in rows]
 
     def rescue_expired(self, decide) -> list[Job]:
-        # Expiry is judged at the time we *started* to look, so time spent
-        # waiting for the write lock (while the job's worker may be waiting
-        # for it too, to heartbeat) never counts against a lease.
-        seen = self._now()
+        # Leases are written with each worker's wall clock, which can jump
+        # (an NTP step, a resumed VM, `date -s`): a lease that looks hours
+        # expired may be a live worker's, one that looks hours away a dead
+        # one's. So the rescue trusts only this process's monotonic clock: it
+        # takes a job back once it has itself watched the job's lease and its
+        # worker's heartbeat stay unchanged for longer than that worker's lease
+        # term (whose watchdog has killed the command by then), or at once when
+        # the worker's row is gone (it exited). Judged at the time we *started*
+        # to look, so waiting for the write lock never counts against a lease.
+        seen, mono = self._now(), self.clock.monotonic_ms()
         forget = seen - STALE_WORKER_TTL
-        if not self._read(SQL_EXPIRED, (seen,)) and not self._read(
-                "SELECT 1 FROM workers WHERE expires_at < ? LIMIT 1", (forget,)):
+        if not self._due_leases(self._read(SQL_RUNNING), mono) and not self._stale_workers(
+                self._read(SQL_STALE_WORKERS, (forget,)), mono):
             return []
         rescued = []
         with self._write() as (c, now):
-            if now - seen > RESCUE_PATIENCE:
+            if self.clock.monotonic_ms() - mono > RESCUE_PATIENCE:
                 # We queued behind a long writer; so, probably, did the
                 # heartbeats of the workers we were about to judge. Let them
                 # in first: look again next round.
                 return []
             # Rows of dead workers are kept a while (they still say which
-            # workers were asked to stop), then forgotten.
-            c.execute("DELETE FROM workers WHERE expires_at < ?", (forget,))
-            for row in c.execute(SQL_EXPIRED, (seen,)).fetchall():
+            # workers were asked to stop), then forgotten: an hour past their
+            # expiry, and once watched lying still for a lease term.
+            for worker_id, beat in self._stale_workers(
+                    c.execute(SQL_STALE_WORKERS, (forget,)).fetchall(), mono):
+                c.execute("DELETE FROM workers WHERE id = ? AND heartbeat_at = ?",
+                          (worker_id, beat))
+            for job_id, worker_id, attempts, gone in self._due_leases(
+                    c.execute(SQL_RUNNING).fetchall(), mono):
+                row = c.execute(SQL_RESCUABLE, (job_id, worker_id, attempts)).fetchone()
+                if row is None:
+                    continue
                 job = Job(*row[:-2])
                 # A job being cancelled is not retried when its worker is lost.
                 decision = CANCEL if row[-1] else decide(job)
                 state, event, run_at, finished = ending(decision, job, now)
-                error = CANCELLED_ERROR if row[-1] else rescue_error(job, seen)
+                error = CANCELLED_ERROR if row[-1] else rescue_error(job, seen, gone)
                 cur = c.execute(SQL_RESCUE, (state, now, finished, run_at, error,
                                              job.id, job.worker_id, job.attempts))
                 if cur.rowcount != 1:
@@ -669,6 +695,37 @@ class SQLiteStore(Store):
                 job.state, job.run_at, job.last_error = state, run_at, error
                 rescued.append(job)
         return rescued
+
+    def _due_leases(self, rows, mono: int) -> list:
+        """(job id, worker id, attempts, gone) of the running jobs (SQL_RUNNING
+        rows) to take back: those whose worker row is gone, and those whose
+        lease and heartbeat this store has watched unchanged for longer than
+        the worker's lease term. Remembers what it saw, and since when."""
+        watched, due = {}, []
+        for job_id, worker_id, attempts, lease, beat, term in rows:
+            key = (worker_id, attempts, lease, beat)
+            old = self._leases_seen.get(job_id)
+            since = old[1] if old is not None and old[0] == key else mono
+            watched[job_id] = (key, since)
+            if beat is None:
+                due.append((job_id, worker_id, attempts, True))
+            elif mono - since > term:
+                due.append((job_id, worker_id, attempts, False))
+        self._leases_seen = watched
+        return due
+
+    def _stale_workers(self, rows, mono: int) -> list:
+        """(worker id, heartbeat) of SQL_STALE_WORKERS rows whose heartbeat this
+        store has watched unchanged for longer than their lease term."""
+        watched, stale = {}, []
+        for worker_id, beat, term in rows:
+            old = self._workers_seen.get(worker_id)
+            since = old[1] if old is not None and old[0] == beat else mono
+            watched[worker_id] = (beat, since)
+            if mono - since > term:
+                stale.append((worker_id, beat))
+        self._workers_seen = watched
+        return stale
 
     def dlq_retry(self, job_id: str) -> None:
         with self._write() as (c, now):
