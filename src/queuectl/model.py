@@ -52,6 +52,11 @@ MAX_ENV_VARS = 1000
 MAX_ENV_BYTES = 64 * 1024
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_AFTER = 1000          # dependencies of one job
+# Input of one `enqueue -` / `enqueue --file` (read into memory whole), and one
+# line of it: a valid job, even with every field at its limit and every
+# character escaped, is far shorter.
+MAX_INPUT_CHARS = 128 * 2**20
+MAX_LINE_CHARS = 2 * 2**20
 
 
 def new_job_id() -> str:
@@ -215,7 +220,8 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     except UnicodeEncodeError:
         raise InvalidInput("field 'command' is not valid Unicode (lone surrogate)") from None
     if size > MAX_COMMAND_BYTES:
-        raise InvalidInput(f"field 'command' is longer than {MAX_COMMAND_BYTES} bytes")
+        raise InvalidInput(f"field 'command' is {size} bytes long; the limit is "
+                           f"{MAX_COMMAND_BYTES} bytes (64 KiB)")
 
     if "id" in obj:
         job_id = obj["id"]
@@ -278,7 +284,7 @@ def _after(obj: dict, job_id: str) -> "list[str] | None":
     if not isinstance(after, list) or not all(valid_id(a) for a in after):
         raise InvalidInput("field 'after' must be a list of job ids")
     if len(after) > MAX_AFTER:
-        raise InvalidInput(f"field 'after' lists more than {MAX_AFTER} jobs")
+        raise InvalidInput(f"field 'after' lists {len(after)} jobs; the limit is {MAX_AFTER}")
     if job_id in after:
         raise InvalidInput("field 'after': a job cannot run after itself")
     return list(dict.fromkeys(after)) or None
@@ -313,7 +319,8 @@ def _options(obj: dict) -> dict:
         if not isinstance(env, dict):
             raise InvalidInput("field 'env' must be an object of names to string values")
         if len(env) > MAX_ENV_VARS:
-            raise InvalidInput(f"field 'env' has more than {MAX_ENV_VARS} variables")
+            raise InvalidInput(f"field 'env' has {len(env)} variables; the limit is "
+                               f"{MAX_ENV_VARS}")
         size = 0
         for name, value in env.items():
             if not ENV_NAME_RE.fullmatch(name):
@@ -324,7 +331,8 @@ def _options(obj: dict) -> dict:
                                    "without NUL characters")
             size += len(name) + _utf8_len(value, "env") + 2
         if size > MAX_ENV_BYTES:
-            raise InvalidInput(f"field 'env' is larger than {MAX_ENV_BYTES} bytes")
+            raise InvalidInput(f"field 'env' is {size} bytes in all; the limit is "
+                               f"{MAX_ENV_BYTES} bytes (64 KiB)")
         if env:
             opts["env"] = dict(env)
     return opts
@@ -382,6 +390,9 @@ def decode_json(text: str) -> object:
         raise InvalidInput(f"invalid JSON: {e.msg} ({where})") from None
     except RecursionError:
         raise InvalidInput("invalid JSON: nested too deeply") from None
+    except ValueError:
+        # Python refuses to convert integers of over 4300 digits.
+        raise InvalidInput("invalid JSON: a number with too many digits") from None
 
 
 def _reject_constant(name: str):
@@ -405,19 +416,22 @@ def parse_many(text: str, **defaults) -> list[NewJob]:
             raise InvalidInput("expected a JSON array or JSON Lines")
         items = [(f"item {n}", v) for n, v in enumerate(value, 1)]
     else:
-        items = json_lines(text)
+        items = json_lines(text, max_line=MAX_LINE_CHARS)
     if len(items) > MAX_BATCH:
         raise InvalidInput(f"{len(items)} jobs in one batch; the limit is {MAX_BATCH} "
                            "(one batch is one write transaction: split the input)")
     return validated(items, lambda value: validate_payload(value, **defaults))
 
 
-def json_lines(text: str) -> list:
+def json_lines(text: str, max_line: "int | None" = None) -> list:
     """[("line N", decoded value)] of JSON Lines text; blank lines are skipped."""
     items = []
     # Only \n ends a line: JSON strings may hold U+2028 and friends raw.
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
+        if max_line is not None and len(line) > max_line:
+            raise InvalidInput(f"line {n} is {len(line)} characters long; the limit is "
+                               f"{max_line} (no valid job is that long)")
         if not line.strip():
             continue
         try:

@@ -8,7 +8,8 @@ import sys
 from queuectl.cli import render
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.clock import iso
-from queuectl.model import STATES, TERMINAL, fill_defaults, parse_many, parse_one, valid_id
+from queuectl.model import (MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many,
+                            parse_one, valid_id)
 from queuectl.store import open_store, resolve_url
 
 
@@ -25,18 +26,25 @@ def job_id(text: str) -> str:
     return text
 
 
-def _read_input(args) -> str:
+def _read_input(args, limit: "int | None" = None) -> str:
+    """The input file or stdin; InvalidInput beyond `limit` characters."""
+    size = -1 if limit is None else limit + 1
     if args.file:
         try:
             with open(args.file, encoding="utf-8") as f:
-                return f.read()
+                text = f.read(size)
         except (OSError, UnicodeDecodeError) as e:
             raise InvalidInput(f"cannot read {args.file}: "
                                f"{getattr(e, 'strerror', None) or e}") from None
-    try:
-        return sys.stdin.read()
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"standard input is not UTF-8: {e}") from None
+    else:
+        try:
+            text = sys.stdin.read(size)
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"standard input is not UTF-8: {e}") from None
+    if limit is not None and len(text) > limit:
+        raise InvalidInput(f"the input is longer than {limit} characters ({limit >> 20} Mi); "
+                           "split it into several enqueues")
+    return text
 
 
 def enqueue(args) -> int:
@@ -44,7 +52,7 @@ def enqueue(args) -> int:
         raise InvalidInput("give a JSON payload or --file, not both")
     bulk = bool(args.file) or args.payload == "-"
     if bulk:
-        jobs = parse_many(_read_input(args))
+        jobs = parse_many(_read_input(args, MAX_INPUT_CHARS))
     elif args.payload is not None:
         jobs = [parse_one(args.payload)]
     else:
