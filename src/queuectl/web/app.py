@@ -155,9 +155,7 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
     @app.post("/login")
     def login_post():
         given = request.form.get("token", "")
-        target = request.form.get("next", "/")
-        if not target.startswith("/") or target.startswith("//"):
-            target = "/"
+        target = _local_path(request.form.get("next", "/"))
         if not _is(given):
             return render_template("login.html", error="wrong token", next=target), 401
         resp = redirect(target)
@@ -280,6 +278,16 @@ def create_app(url: str, *, token: "str | None" = None, read_only: bool = False,
         return jsonify(ok=True, queue=name, paused=False)
 
     return app
+
+
+def _local_path(target: str) -> str:
+    """`target` if it is a path on this site, else "/" (no open redirect).
+    Browsers read a backslash as a slash and drop tabs and newlines, so
+    `/\\evil.example` or `/<tab>/evil.example` would leave the site as `//` does."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or \
+            any(ord(ch) <= 32 or ord(ch) == 127 for ch in target):
+        return "/"
+    return target
 
 
 def _id(job_id: str) -> str:
