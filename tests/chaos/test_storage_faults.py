@@ -39,6 +39,16 @@ pytestmark = [pytest.mark.chaos, pytest.mark.backends("sqlite")]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def summary(test: str, **fields) -> None:
+    """The suite's summary line (chaos_util's, printed at the end of the run)."""
+    try:
+        import chaos_util
+    except ImportError:                      # run outside tests/chaos' conftest
+        print(f"{test}: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+        return
+    chaos_util.summary(test, **fields)
+
+
 def _cannot(reason: str):
     if IN_CI:
         pytest.fail(f"CI=true and the storage fault tests cannot run: {reason}", pytrace=False)
@@ -246,8 +256,9 @@ def test_disk_full_enqueue_fails_whole_and_workers_pause_then_recover(tmp_path):
             workers.send_signal(signal.SIGTERM)
             assert wait_exit(workers, 15) == 0, worker_log(log)
             no_traceback(log)
-            print(f"disk full: 2 results held and recorded after recovery, "
-                  f"workers at {share:.1%} of a core while full, 12/12 jobs once")
+            summary("storage: disk full", jobs=12, results_held_while_full=2,
+                    enqueues_refused=2, worker_cpu_while_full=f"{share:.1%}",
+                    completed_once=12, lost=0)
         finally:
             cli.cleanup()
 
@@ -287,8 +298,9 @@ def test_database_deleted_under_running_workers_stops_them_with_one_line(tmp_pat
         cli.enqueue(id="after", command="echo after >> " + str(tmp_path / "ran"))
         cli.ok("worker", "start", "--burst", "--quiet", timeout=30)
         assert cli.job("after")["state"] == "completed"
-        print(f"deleted: both workers stopped with one line each, "
-              f"{share:.1%} of a core meanwhile; the new file works")
+        summary("storage: database deleted", workers=2, stopped_with_one_line=2,
+                running_jobs_finished=2, worker_cpu=f"{share:.1%}", exit_code=1,
+                new_database_works=True)
     finally:
         cli.cleanup()
 
@@ -351,8 +363,9 @@ def test_database_file_system_turning_read_only_under_running_workers(tmp_path):
         assert sorted(states) == ids
         assert sorted(states.values())[:4] == ["pending"] * 4, states
         assert set(states.values()) <= {"pending", "processing"}, states
-    print(f"read-only: writes refused in one line, workers at {share:.1%} of a core, "
-          "file intact afterwards")
+    summary("storage: file system read-only", workers=2, results_unwritable=2,
+            enqueue_exit=1, worker_cpu=f"{share:.1%}", integrity="ok",
+            jobs_kept=len(ids), completed=0)
 
 
 @contextlib.contextmanager
@@ -365,3 +378,70 @@ def _remount(tmp_path: Path):
         yield mnt
     finally:
         _umount(mnt)
+
+
+def test_database_file_chmod_read_only_under_running_workers(tmp_path):
+    """`chmod 0400 queuectl.db` while two workers (not root: root ignores
+    file modes) run two jobs. POSIX checks a file's mode when it is opened, so
+    the workers, which have it open, carry on and finish every job; every
+    process that opens it afterwards is refused its writes in one line: an
+    `enqueue` (exit 1, nothing written), and a new `worker start` (its
+    worker cannot register: exit 1). Reads still work."""
+    import pwd
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        _cannot("needs root and setpriv to run queuectl as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        _cannot("no user 'nobody'")
+    as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                 "--clear-groups"]
+    # (pytest's tmp_path is root's alone: the database lives where nobody can write.)
+    home = Path(tempfile.mkdtemp(prefix="queuectl-ro-"))
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    cli = CLI(str(home / "queuectl.db"), home)
+    log = tmp_path / "workers.log"
+
+    def run(*args, input=None):
+        return subprocess.run(as_nobody + e2e_util.QUEUECTL + [str(a) for a in args],
+                              input=input, text=True, capture_output=True, env=cli.env,
+                              cwd=home, timeout=60)
+
+    try:
+        p = run("enqueue", "-", input="".join(
+            json.dumps({"id": f"j{i:02d}", "command": gated(home)}) + "\n" for i in range(4)))
+        assert p.returncode == 0, p.stderr
+        with open(log, "a") as f:
+            workers = subprocess.Popen(as_nobody + e2e_util.QUEUECTL + [
+                "worker", "start", "--count", "2"], env=cli.env, cwd=home,
+                stdout=subprocess.DEVNULL, stderr=f)
+        cli.procs.append(workers)
+        wait_until(lambda: len(lines(home / "started")) == 2, message="two jobs running")
+        os.chmod(cli.db, 0o400)
+
+        p = run("enqueue", json.dumps({"id": "late", "command": "true"}))
+        line = assert_one_error_line(p, 1)
+        assert "is read-only; check the permissions" in line, line
+        p = run("worker", "start", "--burst")
+        assert p.returncode == 1, p.stderr
+        errors = [x for x in p.stderr.splitlines() if "error" in x]
+        assert errors and all("read-only" in x for x in errors), p.stderr
+        assert "Traceback" not in p.stderr, p.stderr
+        assert json.loads(run("status", "--json").stdout)["jobs"]["processing"] == 2
+
+        (home / "gate").touch()
+        # The running workers still hold the file open for writing: they finish everything.
+        wait_until(lambda: json.loads(run("status", "--json").stdout)["jobs"]["completed"] == 4,
+                   timeout=20, message="all four jobs completed")
+        assert sorted(lines(home / "ran")) == [f"j{i:02d}" for i in range(4)]
+        assert "late" not in {j["id"] for j in json.loads(run("list", "--json").stdout)}
+        workers.send_signal(signal.SIGTERM)
+        assert wait_exit(workers, 15) == 0, worker_log(log)
+        no_traceback(log)
+        summary("storage: database chmod 0400", running_workers_carry_on=True, completed=4,
+                enqueue_exit=1, new_worker_start_exit=1)
+    finally:
+        cli.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
