@@ -230,6 +230,10 @@ def test_disk_full_enqueue_fails_whole_and_workers_pause_then_recover(tmp_path):
                             for i in range(200))
             line = assert_one_error_line(cli.run("enqueue", "-", input=batch), 1)
             assert "disk is full" in line, line
+            # A worker started now cannot register: it says so and exits 1.
+            p = cli.run("worker", "start", "--burst", timeout=30)
+            assert p.returncode == 1 and "disk is full" in p.stderr, p.stderr
+            assert "Traceback" not in p.stderr, p.stderr
 
             (tmp_path / "gate").touch()      # the two jobs end; their results cannot be written
             wait_until(lambda: len(lines(tmp_path / "ran")) == 2, message="two jobs done")
