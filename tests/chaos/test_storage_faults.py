@@ -4,11 +4,15 @@
 * read-only: an ext4 image on a loop device mounted `errors=remount-ro`, turned
   read-only under the workers through ext4's `trigger_fs_error` (what the
   kernel does by itself after a write error);
+* chmod 0400 of the database while workers (running as `nobody`: root ignores
+  file modes) have it open;
 * deleted: `rm queuectl.db*` while workers run.
 
-Each needs root (mount, losetup). Where the file system cannot be made the test
-skips saying why, except under CI=true, where it fails. Every mount is undone
-in `finally`.
+Each checks that errors are one line, never a traceback, that waiting workers
+do not spin (their CPU time is measured) and what state is left. The mounts
+need root (mount, losetup, setpriv). Where a file system cannot be made the
+test skips saying why, except under CI=true, where it fails. Every mount is
+undone in `finally`. README, "Guarantees", says what survives each fault.
 
 SQLite only: these are faults of the database *file*; a PostgreSQL server's
 storage is the server's business (its faults are in the PostgreSQL chaos tests).
