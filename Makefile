@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: test install bench screenshots clean
+.PHONY: test install bench screenshots soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ test: $(VENV)/.installed
 
 screenshots: $(VENV)/.installed
 	QUEUECTL_SCREENSHOT_DIR=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_browser.py
+
+# The fault and load suite (tests/chaos) at full size, round after round.
+SOAK_MINUTES ?= 10
+soak: $(VENV)/.installed
+	$(PY) tests/chaos/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py $(BENCH_ARGS)
