@@ -71,7 +71,9 @@ def _setup(cli, tmp_path: Path):
 
 
 def _state(cli):
-    return (cli.json("status")["jobs"], cli.json("queue", "list"), cli.json("list"),
+    """What an action could change (not the running job's lease: heartbeats renew it)."""
+    jobs = [{k: v for k, v in j.items() if k != "lease_expires_at"} for j in cli.json("list")]
+    return (cli.json("status")["jobs"], cli.json("queue", "list"), jobs,
             cli.ok("history").count("\n"))
 
 
