@@ -122,6 +122,7 @@ def test_every_page_escapes_job_data_and_hides_env_values(cli, tmp_path):
         worker.terminate()
 
 
+@pytest.mark.backends("sqlite")      # the check comes before any database access
 def test_every_action_needs_the_csrf_token(cli, tmp_path):
     worker, gate = _setup(cli, tmp_path)
     try:
