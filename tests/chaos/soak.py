@@ -61,12 +61,15 @@ def final_summary(rounds: list[dict], minutes: float, took: float) -> list[str]:
         for row in rows:
             for k, v in (row.get("why") or {}).items():
                 why[k] += v
-        fields = Counter()
+        fields = {}
         for row in rows:
             for k, v in row.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seconds":
-                    fields[k] += v
-        text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or k == "seconds":
+                    continue
+                # Counts add up over rounds; durations (floats) show their worst.
+                fields[k] = max(fields.get(k, v), v) if isinstance(v, float) \
+                    else fields.get(k, 0) + v
+        text = ", ".join(f"{k}={v:g} (max)" if isinstance(v, float) else f"{k}={v}"
                          for k, v in fields.items())
         out.append(f"  {test} x{len(rows)}: {text}" + (f", why={dict(why)}" if why else ""))
     tried = Counter()

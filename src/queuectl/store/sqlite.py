@@ -83,7 +83,7 @@ SQL_FINISH = (
     "exit_code = ?, last_error = ?, lease_expires_at = NULL, cancel_requested = 0, output = ?, "
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
-# Running jobs with what the rescue watches: the lease and the heartbeat of the
+# Running jobs with what the rescue watches: the lease, the heartbeat of the
 # holder (NULL: its worker row is gone), and the holder's lease term.
 SQL_RUNNING = (
     "SELECT j.id, j.worker_id, j.attempts, j.lease_expires_at, w.heartbeat_at, "
@@ -699,11 +699,11 @@ class SQLiteStore(Store):
     def _due_leases(self, rows, mono: int) -> list:
         """(job id, worker id, attempts, gone) of the running jobs (SQL_RUNNING
         rows) to take back: those whose worker row is gone, and those whose
-        lease and heartbeat this store has watched unchanged for longer than
-        the worker's lease term. Remembers what it saw, and since when."""
+        lease this store has watched go unrenewed for longer than the worker's
+        lease term. Remembers what it saw, and since when."""
         watched, due = {}, []
         for job_id, worker_id, attempts, lease, beat, term in rows:
-            key = (worker_id, attempts, lease, beat)
+            key = (worker_id, attempts, lease)
             old = self._leases_seen.get(job_id)
             since = old[1] if old is not None and old[0] == key else mono
             watched[job_id] = (key, since)
