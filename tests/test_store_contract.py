@@ -192,6 +192,47 @@ def test_duplicate_id_inside_one_batch_writes_nothing_and_names_it(store):
     assert exc.value.job_id == "y", str(exc.value)
 
 
+def test_large_batch_keeps_every_field_and_the_input_order(store, clock):
+    # Large batches take the backends' bulk paths (SQLite: runs of alike rows
+    # read from JSON; PostgreSQL: COPY). Mixed runs must come back exactly.
+    now = clock.now_ms()
+    jobs = []
+    # Segments of 80 alike jobs; each differs from the one before in one field.
+    fields = {"max_retries": 3, "priority": 0, "delay": 0.0, "timeout": 0.0,
+              "queue": "default", "options": None}
+    changes = [("max_retries", 5), ("priority", 7), ("delay", 2.5), ("timeout", 1.5),
+               ("queue", "other"), ("options", {"env": {"K": "v"}, "cwd": "/tmp"}),
+               ("priority", -1), ("max_retries", 0)]
+    for seg in range(len(changes) + 1):
+        for i in range(80):
+            job = nj(f"s{seg}-{i:02d}", command=f"echo {seg} {i} \u00e9\U0001f600 'q' \"d\"",
+                     max_retries=fields["max_retries"], priority=fields["priority"],
+                     delay=fields["delay"], timeout=fields["timeout"])
+            job.queue, job.options = fields["queue"], fields["options"]
+            jobs.append(job)
+        if seg < len(changes):
+            fields[changes[seg][0]] = changes[seg][1]
+    store.enqueue(jobs)
+    got = {j.id: j for j in store.list_jobs()}
+    assert list(got) == [j.id for j in jobs]              # enqueue order (oldest first)
+    for job in jobs:
+        g = got[job.id]
+        assert (g.command, g.max_retries, g.priority, g.timeout, g.queue, g.options) == (
+            job.command, job.max_retries, job.priority, job.timeout, job.queue, job.options)
+        assert g.run_at == now + round(job.delay * 1000)
+        assert g.state == "pending" and g.created_at == now
+    assert [e["job_id"] for e in store.history() if e["event"] == "enqueued"] == list(got)
+
+
+def test_duplicate_in_a_large_batch_writes_nothing(store):
+    store.enqueue([nj("dup")])
+    before = snapshot(store)
+    with pytest.raises(DuplicateJob) as exc:
+        store.enqueue([nj(f"x{i}") for i in range(200)] + [nj("dup")])
+    assert exc.value.job_id == "dup"
+    assert snapshot(store) == before
+
+
 # ---------------------------------------------------------------- claim
 
 def test_claim_order_priority_then_run_at_then_enqueue_order(store, clock):
