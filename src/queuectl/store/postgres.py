@@ -156,6 +156,17 @@ ev AS (
 SELECT state, has_dependents FROM done
 """
 
+# A worker's usual step: record a result and claim its next job in one
+# statement, one round trip (the claim only if the finish matched, and only
+# while no queue has a limit; see PostgresStore.finish).
+SQL_FINISH_CLAIM = (
+    SQL_FINISH.replace("SELECT state, has_dependents FROM done", "")
+    + "," + SQL_CLAIM_UNLIMITED.replace("WITH me AS (", "me AS (", 1)
+    .replace("AND NOT stop_requested", "AND NOT stop_requested AND EXISTS (SELECT 1 FROM done)", 1)
+    .replace("ev AS (", "ev2 AS (", 1)
+    .replace("SELECT * FROM claimed", "SELECT d.state, d.has_dependents, c.* "
+             "FROM done d LEFT JOIN claimed c ON true"))
+
 # Dependents of jobs that just ended (see migrations/sqlite/0004): unblock
 # those whose dependencies have all completed; find those to cancel.
 SQL_UNBLOCK = """
@@ -730,12 +741,17 @@ class PostgresStore(Store):
                queues: "list[str] | None" = None):
         state, event, _, _ = ending(decision, job, 0)
         error = None if state == "completed" else _text(outcome.error)
-        done = self._x(SQL_FINISH, self._p(
+        params = self._p(
             state=state, event=event, delay=round(decision.delay * 1000),
             exit_code=outcome.exit_code, error=error, output=_text(outcome.output) or None,
             truncated=bool(outcome.truncated), id=job.id, worker=job.worker_id,
             attempts=job.attempts, cancelled=CANCELLED_ERROR,
-            duration=round(outcome.duration, 3))).fetchone()
+            duration=round(outcome.duration, 3))
+        both = next_lease is not None and not self._limited
+        if both:
+            params.update(lease=round(next_lease * 1000),
+                          queues=list(queues) if queues else None)
+        done = self._x(SQL_FINISH_CLAIM if both else SQL_FINISH, params).fetchone()
         if done is None:
             raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
         if done[1] and done[0] != "failed":
@@ -744,6 +760,12 @@ class PostgresStore(Store):
         if state == "failed" or self._has_limits:
             # Idle workers recompute when to look next (or see room under a limit).
             self._notify("retry" if state == "failed" else "finished")
+        if both:
+            if done[2] is not None:
+                return Job(*done[2:])
+            # Nothing claimable just then (or a limit appeared, or a dependent
+            # was just unblocked): the ordinary claim looks again.
+            self._limits_checked = -1e9
         if next_lease is not None:
             return self.claim(job.worker_id, next_lease, queues)
         return None
