@@ -27,7 +27,7 @@ from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTE
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.025    # idle workers look for new commits this often (~0.8% of a core)
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -291,7 +291,7 @@ class SQLiteStore(Store):
         # Table rebuilds (new CHECKs) drop and rename tables that foreign keys
         # point at: the keys are off for the migration (a no-op inside a
         # transaction, hence here) and checked before the commit.
-        c.execute("PRAGMA foreign_keys = ON")
+        c.execute("PRAGMA foreign_keys = OFF")
         try:
             self._retry_busy(c.execute, "BEGIN IMMEDIATE")
         except BaseException:
