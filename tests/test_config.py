@@ -11,7 +11,8 @@ from queuectl.errors import InvalidInput
 
 def test_keys_and_defaults():
     assert defaults() == {"max_retries": 3, "backoff_base": 2, "backoff_max": 3600,
-                          "job_timeout": 0, "lease_timeout": 30, "completed_ttl": 0}
+                          "job_timeout": 0, "lease_timeout": 30, "claim_ahead": 7,
+                          "completed_ttl": 0}
     d = defaults()
     d["max_retries"] = 99                        # a copy, not the table itself
     assert defaults()["max_retries"] == 3

@@ -31,6 +31,9 @@ KEYS = {k.name: k for k in (
         "default per-job timeout in seconds, copied at enqueue (0 = none)"),
     Key("lease_timeout", 30, "number", 1,
         "seconds without a heartbeat after which a running job is rescued"),
+    Key("claim_ahead", 7, "int", 0,
+        "while jobs take under 20 ms, a worker claims up to this many more at "
+        "once and records them together (SQLite; 0 = one at a time)"),
     Key("completed_ttl", 0, "duration", 0,
         "workers delete completed jobs (and their events) older than this; "
         "seconds or 30s/15m/2h/7d (0 = keep them)"),

@@ -24,6 +24,9 @@ CONFIG_EVERY = 2.0    # how often config is re-read
 PRUNE_EVERY = 30.0    # how often completed_ttl is applied (and dependents are repaired)
 SCHEDULE_EVERY = 1.0  # how often due cron schedules are fired
 LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_timeout) is dropped
+SHORT_JOB = 0.02      # seconds: after a job this short, the next claim takes more ahead
+RELEASE_AFTER = 0.2   # seconds: a job running this long gives back the jobs taken ahead
+MAX_AHEAD = 64        # claim_ahead is capped here
 
 
 def heartbeat_interval(lease_timeout: float) -> float:
@@ -49,6 +52,10 @@ class Worker:
         self.orphaned = False
         self.lease_lost = False
         self.job = None
+        # Claimed ahead (see docs/ARCHITECTURE.md, "Claiming ahead"): jobs held
+        # but not started, and ended attempts not yet recorded.
+        self.ahead: list = []
+        self.unrecorded: list = []
         self.cfg = store.config()
         self.base_env = dict(os.environ)
         now = time.monotonic()
@@ -82,7 +89,7 @@ class Worker:
                                    self.cfg["lease_timeout"])
         self.log("started")
         try:
-            job = None
+            job, waited = None, False
             while True:
                 self.housekeeping()
                 try:
@@ -120,8 +127,12 @@ class Worker:
                     self._db_trouble(e)
                     time.sleep(1.0)
                     continue
-                job = self.execute(job)
+                job, waited = self.execute(job, waited)
         finally:
+            if self.unrecorded:
+                self._record_all(False, 0, retry=False)
+            if self.ahead:
+                self._release()
             # Deregistering while still holding a job (an orphan, whose command
             # has been killed) lets the other workers rescue it at once.
             self.store.deregister_worker(self.id)
@@ -139,10 +150,12 @@ class Worker:
             return held[0]
         return None
 
-    def execute(self, job):
-        """Run one claimed job; record the result. Returns the next claimed job, if any."""
+    def execute(self, job, waited: bool = False):
+        """Run one claimed job (`waited`: one taken ahead); record the result
+        (or, while jobs taken ahead wait, keep it for one transaction with
+        theirs). Returns the next job to run, if any."""
         self.job, self.lease_lost, self.cancelling = job, False, False
-        self._renewed = time.monotonic()
+        self._renewed = self._started = time.monotonic()
         self._next["stop"] = min(self._next["stop"], time.monotonic() + STOP_CHECK)
         opts = job.options or {}
         env = self.base_env.copy()
@@ -152,29 +165,104 @@ class Worker:
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
         if self.stop_mode == "hard":
             outcome = Outcome("interrupted", error="interrupted: worker was stopped")
+        elif waited and time.time() * 1000 - job.started_at > STOP_CHECK * 1000 and \
+                self.store.cancel_requested(job.id):
+            # Taken ahead, and cancelled while it waited its turn. (One that
+            # waited less is treated as if it was running: cancel flags are
+            # read every STOP_CHECK seconds.)
+            outcome = Outcome("interrupted", error="cancelled before it started")
+            self.cancelling = True
         else:
             outcome = runner.run(job.command, env, timeout=job.timeout,
                                  tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"))
         if self.orphaned:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
                      "for rescue", always=True)
-            return None
+            return None, False
+        result = None
         if self.lease_lost:
-            self.job = None
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
                      "this attempt's result is discarded", always=True)
-            return None
-        if self.cancelling:
-            outcome, decision = as_cancelled(outcome), CANCEL
+        elif self.cancelling:
+            result = (job, as_cancelled(outcome), CANCEL)
         else:
-            decision = policy.decide(outcome, job.attempts, job.max_retries, self.cfg,
-                                     fatal=opts.get("fatal_exit_codes") or ())
-        nxt = None
+            result = (job, outcome, policy.decide(outcome, job.attempts, job.max_retries,
+                                                  self.cfg,
+                                                  fatal=opts.get("fatal_exit_codes") or ()))
+        self.job = None
+        limit = self._claim_ahead()
+        if not (limit or self.ahead or self.unrecorded):
+            return (self._record(*result) if result else None), False
+        if result:
+            self.unrecorded.append(result)
+        return self._next_job(outcome.duration if result else SHORT_JOB, limit)
+
+    def _claim_ahead(self) -> int:
+        """How many jobs to claim beyond the next (config claim_ahead, where
+        the backend supports it)."""
+        if not getattr(self.store, "can_claim_ahead", False):
+            return 0
+        return min(int(self.cfg.get("claim_ahead", 0)), MAX_AHEAD)
+
+    def _next_job(self, took: float, limit: int):
+        """With claiming ahead: the next job taken ahead (its predecessors'
+        results wait to be recorded with it), or record what ran and claim
+        again, taking more ahead after a short job (`took` seconds)."""
+        more = self.stop_mode is None and not self.orphaned
+        if self.ahead and more and took < SHORT_JOB and len(self.unrecorded) <= limit:
+            return self.ahead.pop(0), True
+        if self.ahead and not more:
+            self._release()
+        ahead = limit if took < SHORT_JOB else 0
+        claimed = self._record_all(more and not self.ahead, ahead)
+        if self.ahead:
+            return self.ahead.pop(0), True
+        if claimed:
+            self.ahead = claimed[1:]
+            return claimed[0], False
+        return None, False
+
+    def _release(self) -> None:
+        """Give back the jobs taken ahead (a stop, or a long job holding them)."""
+        jobs, self.ahead = self.ahead, []
         try:
-            nxt = self._record(job, outcome, decision)
-        finally:
-            self.job = None
-        return nxt
+            self.store.release(self.id, jobs)
+        except QueueError as e:
+            # They stay ours until their leases run out; the rescue retries them.
+            self._db_trouble(e)
+
+    def _record_all(self, claim: bool, ahead: int, retry: bool = True) -> list:
+        """Record every unrecorded attempt in one transaction, claiming the
+        next jobs with it if `claim`; database trouble is retried as in
+        _record (without `retry`: reported, and left for the next call)."""
+        pause = 0.1
+        while True:
+            try:
+                claimed, lost = self.store.finish_all(
+                    self.id, self.unrecorded, self.cfg["lease_timeout"] if claim else None,
+                    self.queues, ahead)
+                break
+            except QueueError as e:
+                self._db_trouble(e)
+                if not retry:
+                    return []
+                if self.stop_mode == "hard" or self.orphaned:
+                    self.log(f"could not record {len(self.unrecorded)} result(s); the lease "
+                             "rescue will retry those jobs", always=True)
+                    self.unrecorded = []
+                    return []
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                self.housekeeping()
+                claim = claim and self.stop_mode is None and not self.orphaned
+        for job, outcome, decision in self.unrecorded:
+            if job in lost:
+                self.log(f"job {job.id}: lease lost before the result was recorded; "
+                         "result discarded", always=True)
+            else:
+                self.log(self._describe(job, outcome, decision))
+        self.unrecorded = []
+        return claimed
 
     def _record(self, job, outcome, decision):
         """Store the attempt's end. Database trouble is retried (the result is
@@ -247,6 +335,14 @@ class Worker:
     def tick(self):
         """Called by the runner while a job runs; a returned reason kills the job."""
         self.housekeeping()
+        if (self.ahead or self.unrecorded) and \
+                time.monotonic() - self._started > RELEASE_AFTER:
+            # Not a short job after all: other workers may take the jobs
+            # taken ahead, and what ran before it is recorded now.
+            if self.ahead:
+                self._release()
+            if self.unrecorded:
+                self._record_all(False, 0, retry=False)
         if self.orphaned:
             return "the worker's supervisor died"
         if self.cancelling:
@@ -301,8 +397,10 @@ class Worker:
                 nxt["config"] = now + CONFIG_EVERY
             if now >= nxt["beat"]:
                 job = self.job
-                held = self.store.heartbeat(self.id, job.id if job else None,
-                                            self.cfg["lease_timeout"])
+                # (Between jobs taken ahead, naming one renews them all.)
+                held = self.store.heartbeat(
+                    self.id, job.id if job else self.ahead[0].id if self.ahead else None,
+                    self.cfg["lease_timeout"])
                 if not held:
                     self.lease_lost = True
                 elif job is not None:

@@ -180,7 +180,7 @@ def test_config_set_get_and_aliases(cli):
 
 
 DEFAULTS = {"max_retries": 3, "backoff_base": 2, "backoff_max": 3600, "job_timeout": 0,
-            "lease_timeout": 30, "completed_ttl": 0}
+            "lease_timeout": 30, "claim_ahead": 7, "completed_ttl": 0}
 
 BAD_CONFIG = [
     ("set", "no_such_key", "1"),

@@ -84,7 +84,10 @@ def dependency_plan(jobs: list, found: dict) -> "tuple[dict, list, list]":
         for dep in j.after or ():
             state = states.get(dep)
             if state is None:
-                raise InvalidInput(f"job {j.id}: field 'after': no job {dep!r}")
+                # (Naming the job helps in a batch; alone, its id may be one
+                # just drawn that the user has never seen.)
+                who = f"job {j.id}: " if len(jobs) > 1 else ""
+                raise InvalidInput(f"{who}field 'after': no job {dep!r}")
             rows.append((j.id, dep))
             waits = waits or state != "completed"
             if state in ("dead", "cancelled"):
@@ -200,6 +203,25 @@ class Store(ABC):
         code, error and output. Raises LeaseLost if the job is no longer held
         by that worker. If `next_lease` is given, claims the next job for the
         same worker in the same transaction and returns it."""
+
+    #: Whether workers may claim jobs ahead (config `claim_ahead`): several
+    #: in one transaction, run one after another, recorded together (see
+    #: finish_all, release and docs/ARCHITECTURE.md, "Claiming ahead").
+    can_claim_ahead = False
+
+    def finish_all(self, worker_id: str, results: list, next_lease: "float | None" = None,
+                   queues: "list[str] | None" = None, ahead: int = 0) -> tuple:
+        """Record the ends of several attempts held by `worker_id` (a list of
+        (job, outcome, decision), each as finish() would) in one
+        transaction, and with `next_lease` claim the next job plus up to
+        `ahead` more taken ahead. Returns (claimed jobs, jobs whose lease was
+        lost and whose result was not recorded)."""
+        raise NotImplementedError
+
+    def release(self, worker_id: str, jobs: list) -> None:
+        """Give back jobs claimed ahead that never started: pending again, as
+        if never claimed (one that was cancelled meanwhile ends cancelled)."""
+        raise NotImplementedError
 
     @abstractmethod
     def heartbeat(self, worker_id: str, job_id: "str | None",

@@ -566,7 +566,7 @@ class SQLiteStore(Store):
         return ids[0]
 
     def _claim_in(self, c, worker_id: str, lease_timeout: float, now: int,
-                  queues=None) -> "Job | None":
+                  queues=None, ahead: bool = False) -> "Job | None":
         # Only a registered worker that has not been told to stop may claim:
         # a job held by a worker without a row would be rescued at once.
         me = c.execute("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,)).fetchone()
@@ -575,6 +575,11 @@ class SQLiteStore(Store):
         sql, extra = _ready(queues)
         row = c.execute(sql, (now, *extra)).fetchone()
         if row is None:
+            return None
+        if ahead and not (row[3] == "pending" and row[4] == 0 and row[5] > 0):
+            # Taken ahead only: a fresh job with a retry to spare (a crash
+            # of its worker costs it an attempt it never ran), and only the
+            # next in line: order is kept, nothing is scanned for.
             return None
         lease = now + round(lease_timeout * 1000)
         c.execute(SQL_CLAIM, (worker_id, now, now, lease, row[0]))
@@ -594,35 +599,77 @@ class SQLiteStore(Store):
         with self._write() as (c, now):
             return self._claim_in(c, worker_id, lease_timeout, now, queues)
 
+    def _finish_in(self, c, now: int, job: Job, outcome, decision) -> bool:
+        """finish() inside a transaction; False if the job is no longer ours."""
+        row = c.execute("SELECT cancel_requested, has_dependents FROM jobs WHERE id = ?",
+                        (job.id,)).fetchone()
+        if row is None:
+            return False
+        if decision.action not in ("complete", "cancel") and row[0]:
+            # Cancelled while its last moments ran: it is not retried.
+            decision = CANCEL
+            outcome = as_cancelled(outcome)
+        state, event, run_at, finished = ending(decision, job, now)
+        error = None if state == "completed" else outcome.error
+        cur = c.execute(SQL_FINISH, (
+            state, now, finished, run_at, outcome.exit_code, error,
+            outcome.output or None, int(outcome.truncated), job.id, job.worker_id,
+            job.attempts))
+        if cur.rowcount != 1:
+            return False
+        c.execute(SQL_INSERT_EVENT, (
+            job.id, event, job.attempts, now, job.worker_id,
+            detail_json(exit_code=outcome.exit_code, error=error,
+                        duration=round(outcome.duration, 3),
+                        run_at=iso(run_at) if state == "failed" else None)))
+        if row[1] and state != "failed":
+            self._settle(c, [job.id], now)
+        return True
+
     def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
                queues: "list[str] | None" = None):
         with self._write() as (c, now):
-            row = c.execute("SELECT cancel_requested, has_dependents FROM jobs WHERE id = ?",
-                            (job.id,)).fetchone()
-            if row is None:
+            if not self._finish_in(c, now, job, outcome, decision):
                 raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
-            if decision.action not in ("complete", "cancel") and row[0]:
-                # Cancelled while its last moments ran: it is not retried.
-                decision = CANCEL
-                outcome = as_cancelled(outcome)
-            state, event, run_at, finished = ending(decision, job, now)
-            error = None if state == "completed" else outcome.error
-            cur = c.execute(SQL_FINISH, (
-                state, now, finished, run_at, outcome.exit_code, error,
-                outcome.output or None, int(outcome.truncated), job.id, job.worker_id,
-                job.attempts))
-            if cur.rowcount != 1:
-                raise LeaseLost(f"job {job.id} is no longer held by worker {job.worker_id}")
-            c.execute(SQL_INSERT_EVENT, (
-                job.id, event, job.attempts, now, job.worker_id,
-                detail_json(exit_code=outcome.exit_code, error=error,
-                        duration=round(outcome.duration, 3),
-                        run_at=iso(run_at) if state == "failed" else None)))
-            if row[1] and state != "failed":
-                self._settle(c, [job.id], now)
             if next_lease is not None:
                 return self._claim_in(c, job.worker_id, next_lease, now, queues)
         return None
+
+    can_claim_ahead = True
+
+    def finish_all(self, worker_id: str, results: list, next_lease: "float | None" = None,
+                   queues: "list[str] | None" = None, ahead: int = 0) -> tuple:
+        lost, claimed = [], []
+        with self._write() as (c, now):
+            for job, outcome, decision in results:
+                if not self._finish_in(c, now, job, outcome, decision):
+                    lost.append(job)
+            if next_lease is not None:
+                job = self._claim_in(c, worker_id, next_lease, now, queues)
+                while job is not None:
+                    claimed.append(job)
+                    if len(claimed) > ahead:
+                        break
+                    job = self._claim_in(c, worker_id, next_lease, now, queues, ahead=True)
+        return claimed, lost
+
+    def release(self, worker_id: str, jobs: list) -> None:
+        from queuectl.runner import Outcome
+        with self._write() as (c, now):
+            for job in jobs:
+                cur = c.execute(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, worker_id = NULL, "
+                    "started_at = NULL, lease_expires_at = NULL, updated_at = ? "
+                    "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = 1 "
+                    "AND cancel_requested = 0", (now, job.id, worker_id))
+                if cur.rowcount == 1:
+                    # As if never claimed: the claim's event goes too.
+                    c.execute("DELETE FROM events WHERE job_id = ? AND event = 'processing' "
+                              "AND attempt = 1 AND worker_id = ?", (job.id, worker_id))
+                else:
+                    # Cancelled while it waited its turn (or no longer ours).
+                    self._finish_in(c, now, job, as_cancelled(
+                        Outcome("interrupted", error="cancelled before it started")), CANCEL)
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
         lease = round(lease_timeout * 1000)
@@ -635,10 +682,11 @@ class SQLiteStore(Store):
                 c.execute(SQL_INSERT_WORKER, (worker_id, host, pid, started, now, now + lease))
             if job_id is None:
                 return True
-            cur = c.execute(
-                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'processing' "
-                "AND worker_id = ?", (now + lease, job_id, worker_id))
-            return cur.rowcount == 1
+            # Every job the worker holds: the one running and any taken ahead.
+            c.execute("UPDATE jobs SET lease_expires_at = ? WHERE state = 'processing' "
+                      "AND worker_id = ?", (now + lease, worker_id))
+            return c.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'processing' "
+                             "AND worker_id = ?", (job_id, worker_id)).fetchone() is not None
 
     def cancel(self, job_id: str) -> str:
         with self._write() as (c, now):
