@@ -235,9 +235,16 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     if size > MAX_COMMAND_BYTES:
         raise InvalidInput(f"field 'command' is {size} bytes long; the limit is "
                            f"{MAX_COMMAND_BYTES} bytes (64 KiB)")
-    if len(obj) == 1 and default_max_retries is None and default_timeout is None:
-        # Just a command (the usual line of a bulk enqueue): nothing else to check.
-        return NewJob(new_job_id(), command, None, 0, None, 0.0, None)
+    if (len(obj) == 1 or len(obj) == 2 and "id" in obj) and \
+            default_max_retries is None and default_timeout is None:
+        # A command and perhaps an id (the usual line of a bulk enqueue):
+        # nothing else to check.
+        if "id" not in obj:
+            job_id = new_job_id()
+        elif not valid_id(job_id := obj["id"]):
+            raise InvalidInput(
+                "field 'id' must be a string of 1-128 letters, digits or '._:-'")
+        return NewJob(job_id, command, None, 0, None, 0.0, None)
 
     if "id" in obj:
         job_id = obj["id"]
