@@ -63,9 +63,10 @@ def test_a_result_whose_lease_was_lost_is_reported_and_the_rest_recorded(store, 
     store.enqueue([nj("a"), nj("b")])
     claimed, _ = store.finish_all(w, [], 30, None, ahead=1)
     a, b = claimed
+    retry = lambda job: COMPLETE.__class__("retry", 0.0)
+    assert store.rescue_expired(retry) == []        # (the rescuer starts watching)
     clock.advance(31)                              # both leases run out ...
-    store.heartbeat(w, None, 30)                   # (the worker itself is alive)
-    rescued = store.rescue_expired(lambda job: COMPLETE.__class__("retry", 0.0))
+    rescued = store.rescue_expired(retry)
     assert {j.id for j in rescued} == {"a", "b"}
     claimed, lost = store.finish_all(w, [(a, OK, COMPLETE)], 30, None, ahead=0)
     assert [j.id for j in lost] == ["a"]            # ... its result is not recorded

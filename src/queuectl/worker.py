@@ -130,7 +130,7 @@ class Worker:
                 job, waited = self.execute(job, waited)
         finally:
             if self.unrecorded:
-                self._record_all(False, 0, retry=False)
+                self._record_all(False, 0, retry=False, last=True)
             if self.ahead:
                 self._release()
             # Deregistering while still holding a job (an orphan, whose command
@@ -231,10 +231,12 @@ class Worker:
             # They stay ours until their leases run out; the rescue retries them.
             self._db_trouble(e)
 
-    def _record_all(self, claim: bool, ahead: int, retry: bool = True) -> list:
+    def _record_all(self, claim: bool, ahead: int, retry: bool = True,
+                    last: bool = False) -> list:
         """Record every unrecorded attempt in one transaction, claiming the
         next jobs with it if `claim`; database trouble is retried as in
-        _record (without `retry`: reported, and left for the next call)."""
+        _record (without `retry`: reported, and left for the next call, or
+        given up if this is the `last` call before the worker exits)."""
         pause = 0.1
         while True:
             try:
@@ -244,12 +246,13 @@ class Worker:
                 break
             except QueueError as e:
                 self._db_trouble(e)
-                if not retry:
-                    return []
-                if self.stop_mode == "hard" or self.orphaned:
-                    self.log(f"could not record {len(self.unrecorded)} result(s); the lease "
-                             "rescue will retry those jobs", always=True)
+                if (not retry and last) or self.stop_mode == "hard" or self.orphaned:
+                    for job, _, _ in self.unrecorded:
+                        self.log(f"job {job.id}: could not record the result; the lease "
+                                 "rescue will retry the job", always=True)
                     self.unrecorded = []
+                    return []
+                if not retry:
                     return []
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
