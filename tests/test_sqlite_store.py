@@ -169,3 +169,29 @@ def test_a_rescuer_wall_clock_step_neither_rescues_a_live_lease_nor_strands_a_de
     assert job.state == "failed" and "no heartbeat" in job.last_error
     worker.close()
     rescuer.close()
+
+
+def test_bulk_insert_without_json_arrows_stores_the_same(tmp_path, monkeypatch):
+    """SQLite before 3.38 has no `->>`: bulk enqueue binds every row instead,
+    with the same result."""
+    import queuectl.store.sqlite as sqlite_store
+
+    def jobs():
+        out = []
+        for i in range(200):
+            job = NewJob(f"j{i:03d}", f"echo {i} \u00e9", max_retries=i // 50,
+                         priority=(i // 70) % 2, timeout=float(i // 100))
+            job.queue = "q" if i >= 150 else "default"
+            out.append(job)
+        return out
+
+    def stored(path):
+        clock = FakeClock()
+        with open_store(str(path), clock=clock) as store:
+            store.enqueue(jobs())
+            return ([j.to_dict() for j in store.list_jobs()],
+                    [(e["job_id"], e["event"]) for e in store.history()])
+
+    with_arrows = stored(tmp_path / "a.db")
+    monkeypatch.setattr(sqlite_store, "JSON_ARROWS", False)
+    assert stored(tmp_path / "b.db") == with_arrows
