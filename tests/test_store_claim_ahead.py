@@ -114,3 +114,54 @@ def test_a_job_cancelled_while_it_waited_ahead_ends_cancelled_when_released(stor
 
 def test_the_default_store_does_not_claim_ahead():
     assert Store.can_claim_ahead is False
+
+
+# ---------------------------------------------------------------- the worker's side
+
+def _worker_with_batch(store, jobs, ahead=7):
+    """A Worker whose last claim took `jobs` (the first to run now, the rest ahead)."""
+    import time
+    from queuectl.worker import Worker
+    store.enqueue(jobs)
+    worker = Worker(store, "w1", quiet=True)
+    _worker(store)
+    claimed, _ = store.finish_all("w1", [], 30, None, ahead=ahead)
+    worker.ahead, worker._batch_at = claimed[1:], time.monotonic()
+    return worker, claimed
+
+
+def test_a_result_a_rescue_would_bury_is_recorded_before_the_next_job_starts(store):
+    # `a` has no retry left: were its worker to die with a's result unrecorded,
+    # the rescue would bury it. So it is recorded before b starts.
+    worker, (a, b, c) = _worker_with_batch(store, [nj("a", max_retries=0), nj("b"), nj("c")])
+    nxt, waited = worker.execute(a)
+    assert (nxt.id, waited) == ("b", True)
+    assert store.get_job("a").state == "completed"
+    # b has retries to spare: its result may wait for c's.
+    nxt, waited = worker.execute(b)
+    assert (nxt.id, waited) == ("c", True)
+    assert store.get_job("b").state == "processing"
+    worker.execute(c)
+    assert {j.id: j.state for j in store.list_jobs()} == {
+        "a": "completed", "b": "completed", "c": "completed"}
+
+
+def test_jobs_taken_back_from_a_frozen_worker_are_not_started(store):
+    import time
+    worker, (a, b, c) = _worker_with_batch(store, [nj("a"), nj("b"), nj("c")])
+    store.release("w1", [b])                # (as a rescue would: b is no longer ours)
+    worker._batch_at = time.monotonic() - 60          # the worker was frozen a minute
+    nxt, waited = worker.execute(a)
+    assert (nxt.id, waited) == ("c", True)            # b skipped, c still ours
+    assert worker.ahead == []
+
+
+def test_jobs_a_failed_release_could_not_give_back_stay_the_workers(store, monkeypatch):
+    from queuectl.errors import StoreError
+    worker, (a, b, c) = _worker_with_batch(store, [nj("a"), nj("b"), nj("c")])
+
+    def broken(*args):
+        raise StoreError("database q.db: database or disk is full")
+    monkeypatch.setattr(store, "release", broken)
+    worker._release()
+    assert [j.id for j in worker.ahead] == ["b", "c"]     # kept: to run, or give back later

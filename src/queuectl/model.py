@@ -71,7 +71,7 @@ def new_job_id() -> str:
     its own)."""
     global _id_prefix, _id_next, _id_pid
     if (_id_next & 0xFFFFFF) == 0xFFFFFF or _id_pid != os.getpid():
-        _id_prefix, _id_next = os.urandom(5).hex(), int.from_bytes(os.urandom(2), "big")
+        _id_prefix, _id_next = os.urandom(5).hex(), int.from_bytes(os.urandom(3), "big")
         _id_pid = os.getpid()
     _id_next += 1
     return f"{_id_prefix}{_id_next & 0xFFFFFF:06x}"

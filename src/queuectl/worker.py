@@ -56,6 +56,7 @@ class Worker:
         # but not started, and ended attempts not yet recorded.
         self.ahead: list = []
         self.unrecorded: list = []
+        self._batch_at = 0.0     # when the jobs taken ahead were claimed (monotonic)
         self.cfg = store.config()
         self.base_env = dict(os.environ)
         now = time.monotonic()
@@ -166,7 +167,7 @@ class Worker:
         if self.stop_mode == "hard":
             outcome = Outcome("interrupted", error="interrupted: worker was stopped")
         elif waited and time.time() * 1000 - job.started_at > STOP_CHECK * 1000 and \
-                self.store.cancel_requested(job.id):
+                self._cancelled_while_waiting(job):
             # Taken ahead, and cancelled while it waited its turn. (One that
             # waited less is treated as if it was running: cancel flags are
             # read every STOP_CHECK seconds.)
@@ -197,6 +198,13 @@ class Worker:
             self.unrecorded.append(result)
         return self._next_job(outcome.duration if result else SHORT_JOB, limit)
 
+    def _cancelled_while_waiting(self, job) -> bool:
+        try:
+            return self.store.cancel_requested(job.id)
+        except QueueError as e:
+            self._db_trouble(e)       # (read again by the next stop check)
+            return False
+
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the next (config claim_ahead, where
         the backend supports it)."""
@@ -209,7 +217,16 @@ class Worker:
         results wait to be recorded with it), or record what ran and claim
         again, taking more ahead after a short job (`took` seconds)."""
         more = self.stop_mode is None and not self.orphaned
-        if self.ahead and more and took < SHORT_JOB and len(self.unrecorded) <= limit:
+        if self.ahead and time.monotonic() - self._batch_at > \
+                heartbeat_interval(self.cfg["lease_timeout"]):
+            # The batch is older than a heartbeat interval (the worker was
+            # frozen, or the database slow): a rescue may have taken some of
+            # it back. Start only jobs still ours.
+            self._keep_held()
+        if self.ahead and more and took < SHORT_JOB and len(self.unrecorded) <= limit and \
+                all(j.attempts <= j.max_retries for j, _, _ in self.unrecorded):
+            # (An unrecorded result is lost if the worker dies: only while a
+            # rescue would retry its job, never bury it.)
             return self.ahead.pop(0), True
         if self.ahead and not more:
             self._release()
@@ -218,9 +235,21 @@ class Worker:
         if self.ahead:
             return self.ahead.pop(0), True
         if claimed:
-            self.ahead = claimed[1:]
+            self.ahead, self._batch_at = claimed[1:], time.monotonic()
             return claimed[0], False
         return None, False
+
+    def _keep_held(self) -> None:
+        try:
+            held = {j.id for j in self.store.held_by(self.id)}
+        except QueueError as e:
+            self._db_trouble(e)
+            held = set()        # unsure: start none of them; the rescue retries them
+        lost = [j for j in self.ahead if j.id not in held]
+        self.ahead = [j for j in self.ahead if j.id in held]
+        for job in lost:
+            self.log(f"job {job.id}: taken back by a rescue before it started; "
+                     "not running it", always=True)
 
     def _release(self) -> None:
         """Give back the jobs taken ahead (a stop, or a long job holding them)."""
@@ -228,8 +257,10 @@ class Worker:
         try:
             self.store.release(self.id, jobs)
         except QueueError as e:
-            # They stay ours until their leases run out; the rescue retries them.
+            # Still ours (their leases are renewed with our heartbeat): keep
+            # them, to run or to give back on a later try.
             self._db_trouble(e)
+            self.ahead = jobs + self.ahead
 
     def _record_all(self, claim: bool, ahead: int, retry: bool = True,
                     last: bool = False) -> list:

@@ -576,10 +576,13 @@ class SQLiteStore(Store):
         row = c.execute(sql, (now, *extra)).fetchone()
         if row is None:
             return None
-        if ahead and not (row[3] == "pending" and row[4] == 0 and row[5] > 0):
+        if ahead and not (row[3] == "pending" and row[4] == 0 and row[5] > 0
+                          and not c.execute("SELECT 1 FROM queues WHERE name = ? AND "
+                                            "max_running > 0", (row[18],)).fetchone()):
             # Taken ahead only: a fresh job with a retry to spare (a crash
-            # of its worker costs it an attempt it never ran), and only the
-            # next in line: order is kept, nothing is scanned for.
+            # of its worker costs it an attempt it never ran), not of a queue
+            # with a limit (it would hold a slot while it waits), and only
+            # the next in line: order is kept, nothing is scanned for.
             return None
         lease = now + round(lease_timeout * 1000)
         c.execute(SQL_CLAIM, (worker_id, now, now, lease, row[0]))
