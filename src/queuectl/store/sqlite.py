@@ -569,9 +569,12 @@ class SQLiteStore(Store):
                   queues=None, ahead: bool = False) -> "Job | None":
         # Only a registered worker that has not been told to stop may claim:
         # a job held by a worker without a row would be rescued at once.
-        me = c.execute("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,)).fetchone()
-        if me is None or me[0]:
-            return None
+        # (A claim ahead follows one in the same transaction: already checked.)
+        if not ahead:
+            me = c.execute("SELECT stop_requested FROM workers WHERE id = ?",
+                           (worker_id,)).fetchone()
+            if me is None or me[0]:
+                return None
         sql, extra = _ready(queues)
         row = c.execute(sql, (now, *extra)).fetchone()
         if row is None:
