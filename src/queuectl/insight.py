@@ -16,7 +16,7 @@ OUTCOMES = ("completed", "failed", "timeout", "lease_expired", "cancelled")
 TIMEOUT_PREFIX = "timed out after"      # runner.py's error text for a timeout
 
 
-def _detail(raw) -> dict:
+def event_detail(raw) -> dict:
     if not raw:
         return {}
     return raw if isinstance(raw, dict) else json.loads(raw)
@@ -32,7 +32,7 @@ def outcome(event: str, worker_id, detail) -> "str | None":
         return None
     if event in ("completed", "cancelled"):
         return event
-    error = _detail(detail).get("error") or ""
+    error = event_detail(detail).get("error") or ""
     return "timeout" if error.startswith(TIMEOUT_PREFIX) else "failed"
 
 
@@ -68,7 +68,7 @@ def _summary(rows: list, seconds: float) -> dict:
     completed = dead = cancelled = retries = 0
     durations = []
     for _, _, _, event, _, worker_id, detail in rows:
-        d = _detail(detail)
+        d = event_detail(detail)
         if event == "completed":
             completed += 1
         elif event == "dead":

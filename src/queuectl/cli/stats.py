@@ -7,7 +7,7 @@ import time
 
 from queuectl import insight
 from queuectl.cli import render
-from queuectl.cli.jobs import _store
+from queuectl.cli.jobs import open_db
 from queuectl.config import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.model import STATES
@@ -27,7 +27,7 @@ def stats(args) -> int:
     window = parse_duration(args.since, "--since")
     if window <= 0:
         raise InvalidInput("--since must be longer than 0s")
-    with _store(args) as store:
+    with open_db(args) as store:
         now = _now_ms(store)
         since = now - round(window * 1000)
         data = insight.stats(store.attempt_ends(since_ms=since), since, now)
@@ -74,7 +74,7 @@ def _snapshot(store) -> str:
     if failures:
         out += _table(["AT (UTC)", "JOB", "QUEUE", "ERROR"],
                       [[insight.iso(r[4])[11:19], r[1], r[2],
-                        render.one_line(insight._detail(r[6]).get("error") or r[3], 70)]
+                        render.one_line(insight.event_detail(r[6]).get("error") or r[3], 70)]
                        for r in failures])
     return "\n".join(out) + "\n"
 
@@ -88,7 +88,7 @@ def _table(headers, rows) -> list[str]:
 def top(args) -> int:
     if args.interval <= 0:
         raise InvalidInput("--interval must be more than 0")
-    with _store(args) as store:
+    with open_db(args) as store:
         if not sys.stdout.isatty():
             sys.stdout.write(_snapshot(store))      # one plain snapshot for pipes
             return 0

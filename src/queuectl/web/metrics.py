@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 
+from flask import Blueprint, current_app
+from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
@@ -56,7 +58,7 @@ class Metrics:
                 if kind is None:
                     continue
                 self.attempts[kind] += 1
-                duration = insight._detail(detail).get("duration")
+                duration = insight.event_detail(detail).get("duration")
                 if duration is None:
                     continue
                 duration = float(duration)
@@ -100,3 +102,13 @@ class Metrics:
                 "queuectl_job_duration_seconds",
                 "Run time of attempts ended since the dashboard started",
                 buckets=buckets, sum_value=self.duration_sum)
+
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def prometheus() -> ResponseReturnValue:
+    metrics: Metrics = current_app.extensions["queuectl_metrics"]
+    body, content_type = metrics.render()
+    return current_app.response_class(body, content_type=content_type)
