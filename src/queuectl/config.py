@@ -7,6 +7,7 @@ there has the default below.
 from __future__ import annotations
 
 import math
+
 from queuectl.errors import InvalidInput
 
 
@@ -68,6 +69,7 @@ def canonical(name: str) -> str:
 def parse_value(name: str, raw: object):
     """Validate a value for key `name` (given as text or a number); return int or float."""
     key = KEYS[name]
+    value: object
     if isinstance(raw, bool):
         raise InvalidInput(f"{name} must be a number")
     if key.kind == "duration" and isinstance(raw, str):

@@ -8,9 +8,10 @@ Pure: event rows in, plain values out. The rows come from
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from queuectl.clock import iso
-from queuectl.store.base import ENDING_EVENTS     # events that end an attempt (or a job)
+from queuectl.store.base import ENDING_EVENTS  # events that end an attempt (or a job)
 
 OUTCOMES = ("completed", "failed", "timeout", "lease_expired", "cancelled")
 TIMEOUT_PREFIX = "timed out after"      # runner.py's error text for a timeout
@@ -107,8 +108,9 @@ def throughput(counts: list, since_ms: int, now_ms: int,
     completed, attempts failed (failed, timeout, lease_expired) and the
     failure rate of the attempts that ended."""
     n = max(1, (now_ms - since_ms) // bucket_ms + 1)      # the current bucket included
-    buckets = [{"at": iso(since_ms + i * bucket_ms), "completed": 0, "failed": 0,
-                "attempts": 0} for i in range(n)]
+    buckets: list[dict[str, Any]] = [
+        {"at": iso(since_ms + i * bucket_ms), "completed": 0, "failed": 0, "attempts": 0}
+        for i in range(n)]
     for i, event, by_worker, count in counts:
         if not 0 <= i < n:
             continue

@@ -9,8 +9,7 @@ from queuectl import ops
 from queuectl.cli import render
 from queuectl.clock import iso
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import (MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many,
-                            parse_one)
+from queuectl.model import MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many, parse_one
 from queuectl.store import open_store, resolve_url
 
 
@@ -156,7 +155,8 @@ def list_(args) -> int:
     ops.state(args.state)
     list_jobs(args, args.state,
               ["ID", "STATE", "ATTEMPTS", "PRIORITY", "UPDATED (UTC)", "COMMAND"],
-              lambda j: [j.id, j.state + (" (blocked)" if j.blocked else ""), render.attempts(j), str(j.priority),
+              lambda j: [j.id, j.state + (" (blocked)" if j.blocked else ""),
+                         render.attempts(j), str(j.priority),
                          render.short_time(iso(j.updated_at)), render.one_line(j.command)])
     return 0
 

@@ -8,6 +8,7 @@ import time
 from queuectl import insight
 from queuectl.cli import render
 from queuectl.cli.jobs import open_db
+from queuectl.clock import iso
 from queuectl.config import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.model import STATES
@@ -53,7 +54,7 @@ def _snapshot(store) -> str:
     workers = store.active_workers()
     running = store.list_jobs("processing")
     failures = store.recent_failures(5, now - 3_600_000)
-    out = [f"queuectl top  {render.short_time(insight.iso(now))} UTC   "
+    out = [f"queuectl top  {render.short_time(iso(now))} UTC   "
            + "  ".join(f"{s} {counts[s]}" for s in STATES)
            + f"   workers {len(workers)}", ""]
     out.append(f"RUNNING ({len(running)})")
@@ -73,15 +74,15 @@ def _snapshot(store) -> str:
     out.append("RECENT FAILURES (last hour)")
     if failures:
         out += _table(["AT (UTC)", "JOB", "QUEUE", "ERROR"],
-                      [[insight.iso(r[4])[11:19], r[1], r[2],
+                      [[(iso(r[4]) or "")[11:19], r[1], r[2],
                         render.one_line(insight.event_detail(r[6]).get("error") or r[3], 70)]
                        for r in failures])
     return "\n".join(out) + "\n"
 
 
 def _table(headers, rows) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
             for row in [headers] + rows]
 
 

@@ -27,6 +27,7 @@ def dashboard(args) -> int:
         raise InvalidInput("the dashboard token must be at least 16 characters")
     try:
         import waitress
+
         from queuectl.web.app import create_app
     except ImportError as e:
         raise QueueError(f"the dashboard is not installed ({e.name} is missing): "

@@ -15,8 +15,7 @@ import threading
 from flask import Blueprint, current_app
 from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from queuectl import insight
@@ -94,7 +93,7 @@ class Metrics:
                 attempts.add_metric([kind], self.attempts[kind])
             yield attempts
             cumulative, buckets = 0, []
-            for bound, n in zip(BUCKETS, self.bucket_counts):
+            for bound, n in zip(BUCKETS, self.bucket_counts, strict=True):
                 cumulative += n
                 buckets.append((repr(float(bound)), cumulative))
             buckets.append(("+Inf", self.duration_count))
