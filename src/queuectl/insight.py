@@ -17,13 +17,13 @@ OUTCOMES = ("completed", "failed", "timeout", "lease_expired", "cancelled")
 TIMEOUT_PREFIX = "timed out after"      # runner.py's error text for a timeout
 
 
-def event_detail(raw) -> dict:
+def event_detail(raw: str | dict | None) -> dict:
     if not raw:
         return {}
     return raw if isinstance(raw, dict) else json.loads(raw)
 
 
-def outcome(event: str, worker_id, detail) -> "str | None":
+def outcome(event: str, worker_id: str | None, detail: str | dict | None) -> str | None:
     """How an attempt ended, or None if the event does not end one (a cancel of
     a waiting job; the rescue's retry_scheduled/dead that follows its
     lease_expired)."""
@@ -57,7 +57,7 @@ def attempts(history: list[dict]) -> list[dict]:
     return out
 
 
-def percentile(sorted_values: list, p: float):
+def percentile(sorted_values: list, p: float) -> Any:
     """Nearest-rank percentile of an already sorted list (None if empty)."""
     if not sorted_values:
         return None

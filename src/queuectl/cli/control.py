@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from argparse import Namespace
 
 from queuectl import ops
 from queuectl.cli import render
@@ -12,7 +12,7 @@ from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import STATES
 
 
-def cancel(args) -> int:
+def cancel(args: Namespace) -> int:
     with open_db(args) as store:
         result = store.cancel(ops.job_id(args.id))
     if result == "cancelled":
@@ -22,7 +22,7 @@ def cancel(args) -> int:
     return 0
 
 
-def queue_list(args) -> int:
+def queue_list(args: Namespace) -> int:
     with open_db(args) as store:
         queues = store.queues()
     if args.json:
@@ -37,7 +37,7 @@ def queue_list(args) -> int:
     return 0
 
 
-def _set(args: argparse.Namespace, verb: str, *, paused: bool | None = None,
+def _set(args: Namespace, verb: str, *, paused: bool | None = None,
          limit: int | None = None) -> int:
     """Change a queue's settings (ops.set_queue: resume and limit 0 need an
     existing queue, so they create no database either)."""
@@ -51,19 +51,19 @@ def _set(args: argparse.Namespace, verb: str, *, paused: bool | None = None,
     return 0
 
 
-def queue_pause(args) -> int:
+def queue_pause(args: Namespace) -> int:
     return _set(args, "paused", paused=True)
 
 
-def queue_resume(args) -> int:
+def queue_resume(args: Namespace) -> int:
     return _set(args, "resumed", paused=False)
 
 
-def queue_limit(args) -> int:
+def queue_limit(args: Namespace) -> int:
     return _set(args, f"limit {args.n} for" if args.n else "no limit for", limit=args.n)
 
 
-def purge(args) -> int:
+def purge(args: Namespace) -> int:
     from queuectl.config import parse_duration
     states = []
     for state in args.states:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from argparse import Namespace
 
 from queuectl import ops
 from queuectl.cli import render
@@ -12,7 +12,7 @@ from queuectl.clock import iso
 from queuectl.errors import InvalidInput
 
 
-def list_(args: argparse.Namespace) -> int:
+def list_(args: Namespace) -> int:
     if args.group:
         with open_db(args) as store:
             found = ops.groups(store.dead_jobs())
@@ -35,7 +35,7 @@ def list_(args: argparse.Namespace) -> int:
     return 0
 
 
-def retry(args: argparse.Namespace) -> int:
+def retry(args: Namespace) -> int:
     if args.all == (args.id is not None):
         raise InvalidInput("give a job id or --all (see 'queuectl dlq retry --help')")
     if not args.all and (args.queue is not None or args.exit_code is not None):

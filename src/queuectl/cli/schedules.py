@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
 from queuectl import cron
 from queuectl.cli import render
@@ -10,7 +11,7 @@ from queuectl.cli.jobs import open_db
 from queuectl.clock import iso
 
 
-def add(args) -> int:
+def add(args: Namespace) -> int:
     name = cron.check_name(args.name)
     job = cron.check_job(args.job)
     cron.check(args.cron, args.tz)           # validated before the database is opened
@@ -22,7 +23,7 @@ def add(args) -> int:
     return 0
 
 
-def list_(args) -> int:
+def list_(args: Namespace) -> int:
     with open_db(args) as store:
         rows = store.schedules()
     if args.json:
@@ -37,7 +38,7 @@ def list_(args) -> int:
     return 0
 
 
-def remove(args) -> int:
+def remove(args: Namespace) -> int:
     name = cron.check_name(args.name)
     with open_db(args) as store:
         store.remove_schedule(name)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from queuectl import config as cfgmod
 from queuectl.cli import render
 from queuectl.cli.jobs import open_db
 
 
-def set_(args) -> int:
+def set_(args: Namespace) -> int:
     key = cfgmod.canonical(args.key)
     value = cfgmod.parse_value(key, args.value)
     with open_db(args, create=True) as store:
@@ -16,14 +18,14 @@ def set_(args) -> int:
     return 0
 
 
-def get(args) -> int:
+def get(args: Namespace) -> int:
     key = cfgmod.canonical(args.key)
     with open_db(args) as store:
         print(cfgmod.render(store.config()[key]))
     return 0
 
 
-def list_(args) -> int:
+def list_(args: Namespace) -> int:
     with open_db(args) as store:
         values = store.config()
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from argparse import Namespace
 
 from queuectl import insight
 from queuectl.cli import render
@@ -13,18 +14,22 @@ from queuectl.config import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.model import STATES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from queuectl.store.base import Store
 
-def _now_ms(store) -> int:
+
+def _now_ms(store: Store) -> int:
     return store.now_ms()
 
 
-def _num(x, unit="") -> str:
+def _num(x: float | None, unit: str = "") -> str:
     if x is None:
         return "-"
     return f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
 
 
-def stats(args) -> int:
+def stats(args: Namespace) -> int:
     window = parse_duration(args.since, "--since")
     if window <= 0:
         raise InvalidInput("--since must be longer than 0s")
@@ -48,7 +53,7 @@ def stats(args) -> int:
     return 0
 
 
-def _snapshot(store) -> str:
+def _snapshot(store: Store) -> str:
     now = _now_ms(store)
     counts = store.counts()
     workers = store.active_workers()
@@ -80,13 +85,13 @@ def _snapshot(store) -> str:
     return "\n".join(out) + "\n"
 
 
-def _table(headers, rows) -> list[str]:
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
             for row in [headers] + rows]
 
 
-def top(args) -> int:
+def top(args: Namespace) -> int:
     if args.interval <= 0:
         raise InvalidInput("--interval must be more than 0")
     with open_db(args) as store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 
 from queuectl.cli.jobs import open_db, read_input
 from queuectl.errors import InvalidInput
@@ -11,7 +12,7 @@ from queuectl.model import MAX_BATCH, STATES, json_lines, parse_exported, valida
 from queuectl.store import resolve_url
 
 
-def migrate(args) -> int:
+def migrate(args: Namespace) -> int:
     with open_db(args, create=True) as store:
         version = store.migrate()
     print(f"schema version {version}: {_where(resolve_url(getattr(args, 'db', None)))}")
@@ -25,7 +26,7 @@ def _where(url: str) -> str:
     return url
 
 
-def export(args) -> int:
+def export(args: Namespace) -> int:
     if args.state is not None and args.state not in STATES:
         raise InvalidInput(f"invalid state {args.state!r} (choose from {', '.join(STATES)})")
     n = 0
@@ -41,7 +42,7 @@ def export(args) -> int:
     return 0
 
 
-def import_(args) -> int:
+def import_(args: Namespace) -> int:
     if args.file == "-":
         args.file = None
     text = read_input(args)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from argparse import Namespace
 
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.store import resolve_url
 from queuectl.web import is_loopback
 
 
-def dashboard(args) -> int:
+def dashboard(args: Namespace) -> int:
     if args.port > 65535:
         raise InvalidInput(f"--port must be from 0 to 65535, not {args.port}")
     if not args.host.strip():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from argparse import Namespace
 
 from queuectl.cli import render
 from queuectl.cli.jobs import open_db
 from queuectl.store import resolve_url
 
 
-def start(args) -> int:
+def start(args: Namespace) -> int:
     from queuectl import ops
     from queuectl.supervisor import Supervisor
     url = resolve_url(getattr(args, "db", None))
@@ -21,7 +22,7 @@ def start(args) -> int:
                       debug=getattr(args, "debug", False), queues=queues).run()
 
 
-def stop(args) -> int:
+def stop(args: Namespace) -> int:
     with open_db(args) as store:
         ids = store.request_stop()
         print(f"signalled {len(ids)} workers")
@@ -34,7 +35,7 @@ def stop(args) -> int:
     return 0
 
 
-def list_(args) -> int:
+def list_(args: Namespace) -> int:
     with open_db(args) as store:
         workers = store.active_workers()
     if args.json:
