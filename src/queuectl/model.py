@@ -271,23 +271,7 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     if not _is_int(priority) or not -MAX_INT <= priority <= MAX_INT:
         raise InvalidInput(f"field 'priority' must be an integer from -{MAX_INT} to {MAX_INT}")
 
-    if "run_at" in obj and "delay" in obj:
-        raise InvalidInput("give either 'run_at' or 'delay', not both")
-    run_at = None
-    delay = 0.0
-    if "run_at" in obj:
-        raw = obj["run_at"]
-        if not isinstance(raw, str):
-            raise InvalidInput("field 'run_at' must be an ISO-8601 timestamp string")
-        try:
-            run_at = parse_iso(raw)
-        except (ValueError, OverflowError, OSError):
-            raise InvalidInput(
-                f"field 'run_at' is not an ISO-8601 timestamp: {raw!r}") from None
-    if "delay" in obj:
-        delay = obj["delay"]
-        if not _is_number(delay) or delay < 0 or delay > 10**9:
-            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9")
+    run_at, delay = _when(obj)
 
     timeout = obj.get("timeout", default_timeout)
     if "timeout" not in obj and timeout is None:
@@ -305,6 +289,28 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     return NewJob(id=job_id, command=command, max_retries=max_retries,
                   priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
                   options=_options(obj), queue=queue, after=_after(obj, job_id))
+
+
+def _when(obj: dict) -> tuple[int | None, float]:
+    """(run_at, delay) of a payload: at most one of them given."""
+    if "run_at" in obj and "delay" in obj:
+        raise InvalidInput("give either 'run_at' or 'delay', not both")
+    run_at = None
+    delay: float = 0.0
+    if "run_at" in obj:
+        raw = obj["run_at"]
+        if not isinstance(raw, str):
+            raise InvalidInput("field 'run_at' must be an ISO-8601 timestamp string")
+        try:
+            run_at = parse_iso(raw)
+        except (ValueError, OverflowError, OSError):
+            raise InvalidInput(
+                f"field 'run_at' is not an ISO-8601 timestamp: {raw!r}") from None
+    if "delay" in obj:
+        delay = obj["delay"]
+        if not _is_number(delay) or delay < 0 or delay > 10**9:
+            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9")
+    return run_at, delay
 
 
 def _after(obj: dict, job_id: str) -> "list[str] | None":
