@@ -64,6 +64,13 @@ def test_unknown_key_is_invalid_input_naming_it(name):
     ("lease_timeout", "1", 1),
     ("lease_timeout", "30", 30),
     ("lease_timeout", "1000000000", 10**9),
+    ("job_timeout", "5s", 5),            # durations: every key counted in seconds
+    ("job_timeout", "1h30m", 5400),
+    ("lease_timeout", "2m", 120),
+    ("backoff_max", "1w", 604800),
+    ("completed_ttl", "1d12h", 129600),
+    ("completed_ttl", "1.5h", 5400),
+    ("claim_ahead", "64", 64),
 ])
 def test_parse_value_accepts(key, raw, expected):
     value = parse_value(key, raw)
@@ -94,7 +101,11 @@ def test_parse_value_accepts(key, raw, expected):
     ("backoff_max", "1e999"),
     ("backoff_max", "1000000001"),
     ("job_timeout", "-0.5"),
-    ("job_timeout", "5s"),
+    ("job_timeout", "5x"),
+    ("job_timeout", "1h1h"),
+    ("lease_timeout", "0s"),             # durations keep the key's range
+    ("claim_ahead", "65"),               # at most MAX_CLAIM_AHEAD (what workers use)
+    ("max_retries", "2147483648"),       # as a job's own max_retries
     ("lease_timeout", "0"),              # minimum 1
     ("lease_timeout", "0.5"),
     ("lease_timeout", False),

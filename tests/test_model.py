@@ -99,11 +99,11 @@ MALFORMED = [
     ('{"command": "x", "run_at": 1700000000}', "run_at"),
     ('{"command": "x", "run_at": null}', "run_at"),
     ('{"command": "x", "delay": -1}', "delay"),
-    ('{"command": "x", "delay": "5"}', "delay"),
+    ('{"command": "x", "delay": "5 minutes"}', "delay"),
     ('{"command": "x", "delay": false}', "delay"),
     ('{"command": "x", "delay": 1e400}', "delay"),
     ('{"command": "x", "timeout": -0.5}', "timeout"),
-    ('{"command": "x", "timeout": "10"}', "timeout"),
+    ('{"command": "x", "timeout": "ten"}', "timeout"),
     ('{"command": "x", "timeout": true}', "timeout"),
     ('{"command": "x", "timeout": 1e400}', "timeout"),
     ('{"command": "x", "command": "y"}', "command"),          # duplicate key

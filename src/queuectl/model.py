@@ -224,7 +224,9 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
         raise InvalidInput(f"a job must be a JSON object, not {_json_type(obj)}")
     if not obj.keys() <= FIELD_SET:
         key = next(k for k in obj if k not in FIELD_SET)
-        raise InvalidInput(f"unknown field {key!r} (allowed: {', '.join(FIELDS)})")
+        from queuectl.config import did_you_mean
+        raise InvalidInput(f"unknown field {key!r}{did_you_mean(str(key), list(FIELDS))} "
+                           f"(allowed: {', '.join(FIELDS)})")
 
     if "command" not in obj:
         raise InvalidInput("field 'command' is required")
@@ -274,11 +276,13 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     run_at, delay = _when(obj)
 
     timeout = obj.get("timeout", default_timeout)
+    if isinstance(timeout, str):
+        timeout = _duration(timeout, "timeout")
     if "timeout" not in obj and timeout is None:
         pass
     elif not _is_number(timeout) or timeout < 0 or timeout > 10**9:
         raise InvalidInput("field 'timeout' must be a number of seconds from 0 to 1e9 "
-                           "(0 = no limit)")
+                           "or a duration like '90s', '1h30m' (0 = no limit)")
     else:
         timeout = float(timeout)
 
@@ -308,9 +312,18 @@ def _when(obj: dict) -> tuple[int | None, float]:
                 f"field 'run_at' is not an ISO-8601 timestamp: {raw!r}") from None
     if "delay" in obj:
         delay = obj["delay"]
+        if isinstance(delay, str):
+            delay = _duration(delay, "delay")
         if not _is_number(delay) or delay < 0 or delay > 10**9:
-            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9")
+            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9 "
+                           "or a duration like '90s', '1h30m'")
     return run_at, delay
+
+
+def _duration(text: str, field: str) -> float:
+    """A payload's `delay`/`timeout` given as text: `90`, `15m`, `1h30m`..."""
+    from queuectl.config import parse_duration
+    return parse_duration(text, f"field {field!r}")
 
 
 def _after(obj: dict, job_id: str) -> "list[str] | None":

@@ -47,7 +47,9 @@ def queue_name(text: str) -> str:
 def state(text: str | None) -> str | None:
     """A state filter given by a user: None (no filter) or one of STATES."""
     if text is not None and text not in STATES:
-        raise InvalidInput(f"unknown state {text!r} (states: {', '.join(STATES)})")
+        from queuectl.config import did_you_mean
+        raise InvalidInput(f"unknown state {text!r}{did_you_mean(text, list(STATES))} "
+                           f"(states: {', '.join(STATES)})")
     return text
 
 

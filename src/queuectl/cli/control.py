@@ -15,7 +15,9 @@ from queuectl.model import STATES
 def cancel(args: Namespace) -> int:
     with open_db(args) as store:
         result = store.cancel(ops.job_id(args.id))
-    if result == "cancelled":
+    if args.json:
+        render.emit_json({"id": args.id, "state": result})
+    elif result == "cancelled":
         print(f"cancelled {args.id}")
     else:
         print(f"cancelling {args.id} (its worker kills it within a second)")
@@ -43,10 +45,14 @@ def _set(args: Namespace, verb: str, *, paused: bool | None = None,
     existing queue, so they create no database either)."""
     name = ops.queue_name(args.name)
     with open_db(args, create=not ops.only_undoes(paused=paused, limit=limit)) as store:
+        new = name not in {q["name"] for q in store.queues()}
         try:
             ops.set_queue(store, name, paused=paused, limit=limit)
         except NotFound as e:
             raise NotFound(f"{e} (see 'queuectl queue list')") from None
+    if new:       # (a misspelt name, perhaps: say so, on stderr)
+        print(f"queuectl: note: made a new queue {name}: it had no jobs or settings "
+              "(see 'queuectl queue list')", file=sys.stderr)
     print(f"{verb} {name}")
     return 0
 

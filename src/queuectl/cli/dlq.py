@@ -31,7 +31,8 @@ def list_(args: Namespace) -> int:
     list_jobs(args, "dead",
               ["ID", "ATTEMPTS", "FINISHED (UTC)", "LAST ERROR", "COMMAND"],
               lambda j: [j.id, str(j.attempts), render.short_time(iso(j.finished_at)),
-                         render.one_line(j.last_error, 60), render.one_line(j.command)])
+                         render.one_line(j.last_error), render.one_line(j.command)],
+              flex=[3, 4])
     return 0
 
 
@@ -46,8 +47,15 @@ def retry(args: Namespace) -> int:
         ops.queue_name(args.queue)              # before the database is opened
     with open_db(args) as store:       # a missing database has no dead jobs
         if args.all:
-            print(f"retried {ops.retry_all(store, args.queue, args.exit_code)} jobs")
+            n = ops.retry_all(store, args.queue, args.exit_code)
+            if args.json:
+                render.emit_json({"retried": n})
+            else:
+                print(f"retried {n} jobs")
         else:
             store.dlq_retry(ops.job_id(args.id))
-            print(f"retried {args.id}")
+            if args.json:
+                render.emit_json({"retried": 1, "id": args.id})
+            else:
+                print(f"retried {args.id}")
     return 0

@@ -24,10 +24,28 @@ if TYPE_CHECKING:
     from queuectl.store.base import Store
 
 
+SCHEMES = ("postgresql", "postgres", "sqlite", "file")
+
+
+def db_url(args: Namespace) -> str:
+    """--db, else $QUEUECTL_DB, else ./queuectl.db; a `scheme://` other than
+    those of SCHEMES is an error (not a file path). `file://PATH` is `PATH`."""
+    url = resolve_url(getattr(args, "db", None))
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        if scheme.lower() not in SCHEMES:
+            raise InvalidInput(f"unsupported database URL scheme {scheme + '://'!r}: "
+                               "give a file path, sqlite:///path, file:///path or "
+                               "postgresql://user@host/dbname")
+        if scheme.lower() == "file":
+            return "sqlite://" + rest
+    return url
+
+
 def open_db(args: Namespace, *, create: bool = False, **kw: Any) -> Store:
     """Open the database. Read-only commands pass create=False: a database
     that does not exist yet then reads as empty and no file is made."""
-    return open_store(resolve_url(getattr(args, "db", None)), create=create, **kw)
+    return open_store(db_url(args), create=create, **kw)
 
 
 def read_input(args: Namespace, limit: int | None = None) -> str:
@@ -51,6 +69,60 @@ def read_input(args: Namespace, limit: int | None = None) -> str:
     return text
 
 
+def add(args: Namespace) -> int:
+    """`add [OPTIONS] -- COMMAND [ARG...]`: the payload built from options,
+    then validated and stored exactly as `enqueue`'s."""
+    import os
+    import shlex
+    words = args.words
+    if not words:
+        raise InvalidInput("give the command after --: queuectl add [OPTIONS] -- COMMAND "
+                           "[ARG...] (see 'queuectl add --help')")
+    payload: dict[str, Any] = {"command": words[0] if len(words) == 1 else shlex.join(words)}
+    for field in ("id", "queue", "priority", "delay", "run_at", "timeout", "max_retries",
+                  "after", "fatal_exit_codes"):
+        if getattr(args, field) is not None:
+            payload[field] = getattr(args, field)
+    try:
+        payload["cwd"] = os.path.abspath(args.cwd if args.cwd is not None else os.getcwd())
+    except OSError as e:
+        raise InvalidInput(f"cannot tell the current directory: {e.strerror} "
+                           "(give --cwd DIR)") from None
+    if args.env:
+        env = payload["env"] = {}
+        for item in args.env:
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise InvalidInput(f"--env must be NAME=VALUE, not {item!r}")
+            env[name] = value
+    from queuectl.model import validate_payload
+    store_jobs(args, [validate_payload(payload)], bulk=False)
+    return 0
+
+
+def store_jobs(args: Namespace, jobs: list, bulk: bool) -> None:
+    """Store validated jobs (enqueue, add) and print what was done."""
+    # Validated before the database is opened: bad input creates no file.
+    with open_db(args, create=True) as store:
+        cfg = store.config()
+        fill_defaults(jobs, max_retries=cfg["max_retries"], timeout=cfg["job_timeout"])
+        existed = store.enqueue(jobs, skip_existing=args.skip_existing) if jobs else []
+    if args.json:
+        old = set(existed)
+        if bulk:
+            render.emit_json({"enqueued": [j.id for j in jobs if j.id not in old],
+                              "existing": existed})
+        else:
+            render.emit_json({"id": jobs[0].id, "enqueued": not existed})
+        return
+    for existing in existed:
+        print(f"exists {existing}")
+    if bulk:
+        print(f"enqueued {len(jobs) - len(existed)} jobs")
+    elif not existed:
+        print(f"enqueued {jobs[0].id}")
+
+
 def enqueue(args: Namespace) -> int:
     if args.file and args.payload:
         raise InvalidInput("give a JSON payload or --file, not both")
@@ -62,17 +134,7 @@ def enqueue(args: Namespace) -> int:
     else:
         raise InvalidInput("give a JSON payload, '-' for stdin, or --file F "
                            "(see 'queuectl enqueue --help')")
-    # Validated before the database is opened: bad input creates no file.
-    with open_db(args, create=True) as store:
-        cfg = store.config()
-        fill_defaults(jobs, max_retries=cfg["max_retries"], timeout=cfg["job_timeout"])
-        existed = store.enqueue(jobs, skip_existing=args.skip_existing) if jobs else []
-    for existing in existed:
-        print(f"exists {existing}")
-    if bulk:
-        print(f"enqueued {len(jobs) - len(existed)} jobs")
-    elif not existed:
-        print(f"enqueued {jobs[0].id}")
+    store_jobs(args, jobs, bulk)
     return 0
 
 
@@ -145,7 +207,7 @@ def status(args: Namespace) -> int:
 
 
 def list_jobs(args: Namespace, state: str | None, headers: list[str],
-              row: Callable[[Job], list[str]]) -> None:
+              row: Callable[[Job], list[str]], flex: list[int] | None = None) -> None:
     """The body of `list` and `dlq list`: limit, JSON or table, the 'more' hint."""
     limit = args.limit if args.limit is not None else (0 if args.json else 100)
     with open_db(args) as store:
@@ -155,7 +217,7 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     if args.json:
         render.emit_json([j.to_dict() for j in jobs])
     elif jobs:
-        render.table(headers, [row(j) for j in jobs])
+        render.table(headers, [row(j) for j in jobs], flex)
     else:
         print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
     if more:

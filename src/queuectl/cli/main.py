@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class _Args:
     """The parsed arguments of a plain `enqueue '<json>'` (see _plain_enqueue)."""
     command, target, file, skip_existing, debug = "enqueue", "jobs:enqueue", None, False, False
+    json = False
 
     def __init__(self, payload: str, db: str | None):
         self.payload, self.db = payload, db
@@ -46,8 +47,8 @@ def _plain_enqueue(argv: list[str]) -> _Args | None:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from queuectl.cli.parser import build_parser
-    return build_parser().parse_args(argv)
+    from queuectl.cli.parser import parse
+    return parse(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

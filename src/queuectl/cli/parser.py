@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from queuectl import __version__
 from queuectl.errors import InvalidInput
@@ -28,11 +28,56 @@ argparse.__dict__.update(
     ngettext=lambda singular, plural, n: singular if n == 1 else plural)
 
 
+# The most workers one `worker start` runs. Each is a Python process (~20 MB)
+# with its own database connection, and a job queue's workers mostly wait on
+# their commands: 256 is far past what one host's cores and a database's
+# connection limit serve well. More: run `worker start` on more hosts.
+MAX_WORKERS = 256
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line: `queuectl: error: ...` (exit 2)."""
+    """argparse, but usage errors are one line: `queuectl: error: ...` (exit 2),
+    with a "did you mean" for a misspelt command, subcommand or option."""
+
+    #: The innermost parser of the last parse: which options were possible
+    #: where an unrecognised one was found.
+    last: "Parser | None" = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        Parser.last = self
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        raise InvalidInput(f"{message} (see '{self.prog} --help')")
+        message, prog = self._explain(message)
+        raise InvalidInput(f"{message} (see '{prog} --help')")
+
+    def _explain(self, message: str) -> tuple[str, str]:
+        """The message with a "did you mean", and the command it is about."""
+        import re
+
+        from queuectl.config import did_you_mean
+        m = re.fullmatch(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)",
+                         message, re.S)
+        if m:
+            what, word = m.group(1), m.group(2)
+            choices = [c.strip().strip("'") for c in m.group(3).split(",")]
+            choices = [c for c in choices if not c.startswith("_")]      # hidden ones
+            kind = {"COMMAND": "command", "SUBCOMMAND": "subcommand"}.get(
+                what, what.lower())
+            return (f"unknown {kind} {word!r}{did_you_mean(word, choices)} "
+                    f"(choose from {', '.join(choices)})"), self.prog
+        m = re.fullmatch(r"unrecognized arguments: (.*)", message, re.S)
+        if m:
+            where = Parser.last or self
+            options = [o for o in where._option_string_actions if o.startswith("--")]
+            words = m.group(1).split(" ")
+            first = next((w for w in words if w.startswith("-")), None)
+            if first is not None:
+                hint = did_you_mean(first.split("=")[0], options)
+                if hint:
+                    return f"unknown option {first!r}{hint}", where.prog
+            return message, where.prog
+        return message, self.prog
 
 
 def _common() -> argparse.ArgumentParser:
@@ -65,12 +110,24 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 def _seconds(text: str) -> float:
+    """An argparse type: a duration (90, 90s, 15m, 1h30m...) in seconds."""
+    from queuectl.config import parse_duration
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        value = parse_duration(text, "the duration")
+    except InvalidInput as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if not 0 <= value <= 10**9:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1e9 seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _pos_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_WORKERS} workers per 'worker start', not {value}: each is a "
+            "process with its own database connection, and more than that only "
+            "contend; start workers on more hosts instead")
     return value
 
 
@@ -86,6 +143,30 @@ def _limit(text: str) -> int:
 
 _pos_int = _int_at_least(1)
 
+# One line for each payload field (`enqueue --help`, `add --help`);
+# tests/test_cli_help.py checks that every field of model.FIELDS is here.
+FIELD_HELP = {
+    "command": "the shell command (required), run as /bin/sh -c COMMAND",
+    "id": "the job's id: 1-128 letters, digits or ._:- (default: a new one)",
+    "queue": "the named queue it belongs to (default 'default')",
+    "max_retries": "retries after the first attempt (default: config max_retries)",
+    "priority": "an integer; higher runs first, ties first-in first-out (default 0)",
+    "run_at": "earliest start, an ISO-8601 time (UTC without an offset)",
+    "delay": "earliest start = now + delay: seconds, or 90s/15m/2h/7d/1w/1h30m",
+    "timeout": "kill an attempt after this long, like delay (default: config "
+               "job_timeout; 0 = none)",
+    "fatal_exit_codes": "exit codes (1-255) that go straight to the DLQ, no retry",
+    "cwd": "the directory to run in (default: the worker's)",
+    "env": "extra environment variables: an object of NAME to string",
+    "after": "ids of jobs that must complete first",
+}
+
+
+def _fields_epilog() -> str:
+    width = max(map(len, FIELD_HELP))
+    return "payload fields:\n" + "\n".join(
+        f"  {name.ljust(width)}  {text}" for name, text in FIELD_HELP.items())
+
 
 class Commands:
     """Adds commands to a parser: each function below adds one top-level
@@ -94,11 +175,14 @@ class Commands:
     def __init__(self, common: argparse.ArgumentParser, sub: Subparsers):
         self.common, self.sub = common, sub
 
-    def add(self, name: str, help: str, target: str | None,
-            parent: Subparsers | None = None) -> argparse.ArgumentParser:
-        """A command `name` that runs `target` ("module:function" in queuectl.cli)."""
-        p = (parent or self.sub).add_parser(name, help=help, description=help,
-                                            parents=[self.common], allow_abbrev=False)
+    def add(self, name: str, help: str | None, target: str | None,
+            parent: Subparsers | None = None, **kw: Any) -> argparse.ArgumentParser:
+        """A command `name` that runs `target` ("module:function" in queuectl.cli).
+        Without `help` it is hidden (a helper of the completion scripts)."""
+        if help is not None:
+            kw["help"] = help
+        p = (parent or self.sub).add_parser(name, description=help, parents=[self.common],
+                                            allow_abbrev=False, **kw)
         p.set_defaults(target=target)
         return p
 
@@ -113,7 +197,9 @@ class Commands:
 
 def enqueue(c: Commands) -> None:
     p = c.add("enqueue", "add a job (one JSON object), or many with '-' / --file",
-              "jobs:enqueue")
+              "jobs:enqueue", epilog=_fields_epilog() + "\n\nexample:\n  queuectl enqueue "
+              "'{\"command\": \"make report\", \"delay\": \"15m\", \"max_retries\": 1}'",
+              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("payload", nargs="?",
                    help="a JSON object, or '-' to read JSON Lines / a JSON array from stdin")
     p.add_argument("--file", "-f", metavar="F",
@@ -121,6 +207,41 @@ def enqueue(c: Commands) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="an id that exists with the same command is not an error "
                         "(prints 'exists ID')")
+    _json(p)
+
+
+def add(c: Commands) -> None:
+    p = c.add("add", "add a job without JSON: queuectl add [OPTIONS] -- COMMAND [ARG...]",
+              "jobs:add", formatter_class=argparse.RawDescriptionHelpFormatter,
+              usage="queuectl add [OPTIONS] -- COMMAND [ARG...]",
+              epilog="One word after -- is a shell command as written:\n"
+                     "  queuectl add -- 'make && make test'\n"
+                     "several words are quoted for the shell, so they arrive as typed:\n"
+                     "  queuectl add -- printf '%s\\n' 'a b'      # prints: a b\n"
+                     "  queuectl add --queue mail --delay 15m -- ./send.sh 'Hi there'")
+    p.add_argument("words", nargs="*", metavar="COMMAND",
+                   help="the command and its arguments (after --)")
+    p.add_argument("--id", help=FIELD_HELP["id"])
+    p.add_argument("--queue", metavar="NAME", help=FIELD_HELP["queue"])
+    p.add_argument("--priority", type=int, metavar="N", help=FIELD_HELP["priority"])
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--delay", metavar="D", help="start no sooner than D from now: "
+                      "seconds, or 90s/15m/2h/7d/1w/1h30m")
+    when.add_argument("--run-at", dest="run_at", metavar="TIME", help=FIELD_HELP["run_at"])
+    p.add_argument("--timeout", metavar="D", help=FIELD_HELP["timeout"])
+    p.add_argument("--max-retries", dest="max_retries", type=int, metavar="N",
+                   help=FIELD_HELP["max_retries"])
+    p.add_argument("--after", action="append", metavar="ID",
+                   help="run only once job ID has completed (repeatable)")
+    p.add_argument("--cwd", metavar="DIR",
+                   help="the directory to run in (default: this one; stored absolute)")
+    p.add_argument("--env", action="append", metavar="NAME=VALUE",
+                   help="an environment variable for the command (repeatable)")
+    p.add_argument("--fatal-exit-code", dest="fatal_exit_codes", action="append", type=int,
+                   metavar="N", help="an exit code that goes straight to the DLQ (repeatable)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="an id that exists with the same command is not an error")
+    _json(p)
 
 
 def wait(c: Commands) -> None:
@@ -129,8 +250,8 @@ def wait(c: Commands) -> None:
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true",
                    help="wait until no job is pending, failed or processing")
-    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                   help="give up after S seconds (exit 124)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="D",
+                   help="give up after D: seconds, or 90s/15m/1h30m... (exit 124)")
 
 
 def status(c: Commands) -> None:
@@ -170,8 +291,8 @@ def worker(c: Commands) -> None:
     sub = c.group("worker", "start or stop workers")
     p = c.add("start", "run N workers in the foreground (Ctrl+C: finish jobs and exit)",
               "workers:start", sub)
-    p.add_argument("--count", "-c", type=_pos_int, default=1, metavar="N",
-                   help="number of worker processes (default 1)")
+    p.add_argument("--count", "-c", type=_count, default=1, metavar="N",
+                   help=f"number of worker processes (default 1, at most {MAX_WORKERS})")
     p.add_argument("--burst", action="store_true",
                    help="exit once no job is pending, failed or processing")
     p.add_argument("--quiet", "-q", action="store_true", help="log only problems")
@@ -199,6 +320,7 @@ def dlq(c: Commands) -> None:
     p.add_argument("--queue", metavar="Q", help="with --all: only jobs of queue Q")
     p.add_argument("--exit-code", type=int, metavar="N", dest="exit_code",
                    help="with --all: only jobs whose last exit code was N")
+    _json(p)
 
 
 # ---------------------------------------------------------------- steering (cli/control.py)
@@ -207,6 +329,7 @@ def cancel(c: Commands) -> None:
     p = c.add("cancel", "cancel a job: a waiting one at once, a running one is killed",
               "control:cancel")
     p.add_argument("id")
+    _json(p)
 
 
 def queue(c: Commands) -> None:
@@ -229,7 +352,7 @@ def purge(c: Commands) -> None:
     p.add_argument("--state", action="append", required=True, metavar="STATE",
                    dest="states", help="completed, dead or cancelled (repeatable)")
     p.add_argument("--older-than", required=True, metavar="AGE", dest="older_than",
-                   help="finished more than AGE ago: 30s, 15m, 2h, 7d (0 = all)")
+                   help="finished more than AGE ago: 30s, 15m, 2h, 7d, 1w, 1h30m (0 = all)")
 
 
 # ---------------------------------------------------------------- schedules (cli/schedules.py)
@@ -260,15 +383,15 @@ def stats(c: Commands) -> None:
     p = c.add("stats", "finished jobs, success rate, throughput, durations, per queue",
               "stats:stats")
     p.add_argument("--since", default="1h", metavar="AGE",
-                   help="the window: 30s, 15m, 2h, 7d (default 1h)")
+                   help="the window: 30s, 15m, 2h, 7d, 1w, 1h30m (default 1h)")
     _json(p)
 
 
 def top(c: Commands) -> None:
     p = c.add("top", "a live view: counts, workers, running jobs, recent failures "
               "(Ctrl+C quits; one snapshot when not on a terminal)", "stats:top")
-    p.add_argument("--interval", type=_seconds, default=1.0, metavar="S",
-                   help="seconds between refreshes (default 1)")
+    p.add_argument("--interval", type=_seconds, default=1.0, metavar="D",
+                   help="time between refreshes (default 1 second)")
 
 
 # ---------------------------------------------------------------- the dashboard (cli/web.py)
@@ -311,17 +434,68 @@ def import_(c: Commands) -> None:
 
 def config(c: Commands) -> None:
     sub = c.group("config", "read or change settings")
-    p = c.add("set", "set a config key", "settings:set_", sub)
+    p = c.add("set", "set a config key (durations: seconds or 90s/15m/2h/7d/1w/1h30m)",
+              "settings:set_", sub)
     p.add_argument("key")
     p.add_argument("value")
+    _json(p)
     p = c.add("get", "print a config key's value", "settings:get", sub)
     p.add_argument("key")
     _json(c.add("list", "every config key and its value", "settings:list_", sub))
 
 
+# ---------------------------------------------------------------- help (cli/shell.py)
+
+def help_(c: Commands) -> None:
+    p = c.add("help", "help on a command: queuectl help [COMMAND [SUBCOMMAND]]", "shell:help_")
+    p.add_argument("topic", nargs="*", metavar="COMMAND")
+
+
+def completion(c: Commands) -> None:
+    p = c.add("completion", "print a shell completion script (see the README to install it)",
+              "shell:completion")
+    p.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
+
+
+def ids(c: Commands) -> None:
+    # Hidden: the completion scripts' source of job ids.
+    c.add(IDS_COMMAND, None, "shell:ids")
+
+
+SHELLS = ("bash", "zsh", "fish")
+IDS_COMMAND = "_ids"
+
 # The order of `queuectl --help`.
-COMMANDS = (enqueue, wait, worker, status, list_, show, logs, history, dlq, cancel, queue,
-            schedule, stats, top, dashboard, purge, migrate, export, import_, config)
+COMMANDS = (add, enqueue, wait, worker, status, list_, show, logs, history, dlq, cancel,
+            queue, schedule, stats, top, dashboard, purge, migrate, export, import_, config,
+            help_, completion, ids)
+
+
+def command_word(argv: list[str]) -> "int | None":
+    """The index of the command in argv (after global options), or None."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--db":
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse argv. `add`'s command words are everything after its first `--`,
+    as given (argparse itself would treat a later `--` differently by version)."""
+    at = command_word(argv)
+    rest = None
+    if at is not None and argv[at] == "add" and "--" in argv[at:]:
+        cut = argv.index("--", at)
+        argv, rest = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    if rest is not None:
+        args.words = list(args.words) + rest
+    return args
 
 
 def build_parser() -> Parser:

@@ -14,7 +14,10 @@ def set_(args: Namespace) -> int:
     value = cfgmod.parse_value(key, args.value)
     with open_db(args, create=True) as store:
         store.config_set(key, value)
-    print(f"{key} = {cfgmod.render(value)}")
+    if args.json:
+        render.emit_json({"key": key, "value": value})
+    else:
+        print(f"{key} = {cfgmod.render(value)}")
     return 0
 
 

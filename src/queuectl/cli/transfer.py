@@ -6,16 +6,15 @@ import json
 import sys
 from argparse import Namespace
 
-from queuectl.cli.jobs import open_db, read_input
+from queuectl.cli.jobs import db_url, open_db, read_input
 from queuectl.errors import InvalidInput
 from queuectl.model import MAX_BATCH, STATES, json_lines, parse_exported, validated
-from queuectl.store import resolve_url
 
 
 def migrate(args: Namespace) -> int:
     with open_db(args, create=True) as store:
         version = store.migrate()
-    print(f"schema version {version}: {_where(resolve_url(getattr(args, 'db', None)))}")
+    print(f"schema version {version}: {_where(db_url(args))}")
     return 0
 
 

@@ -7,8 +7,8 @@ import signal
 import sys
 from argparse import Namespace
 
+from queuectl.cli.jobs import db_url
 from queuectl.errors import InvalidInput, QueueError
-from queuectl.store import resolve_url
 from queuectl.web import is_loopback
 
 
@@ -33,7 +33,7 @@ def dashboard(args: Namespace) -> int:
     except ImportError as e:
         raise QueueError(f"the dashboard is not installed ({e.name} is missing): "
                          "pip install 'queuectl[dashboard]'") from None
-    url = resolve_url(getattr(args, "db", None))
+    url = db_url(args)
     from queuectl.store import open_store
     with open_store(url, create=True):           # errors now, not on the first page
         pass

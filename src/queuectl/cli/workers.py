@@ -6,14 +6,13 @@ import time
 from argparse import Namespace
 
 from queuectl.cli import render
-from queuectl.cli.jobs import open_db
-from queuectl.store import resolve_url
+from queuectl.cli.jobs import db_url, open_db
 
 
 def start(args: Namespace) -> int:
     from queuectl import ops
     from queuectl.supervisor import Supervisor
-    url = resolve_url(getattr(args, "db", None))
+    url = db_url(args)
     queues = [ops.queue_name(q) for q in args.queues] if args.queues else None
     # Open (creating and migrating) once, so errors show before forking.
     with open_db(args, create=True):
