@@ -211,7 +211,7 @@ def enqueue(c: Commands) -> None:
 
 
 def add(c: Commands) -> None:
-    p = c.add("add", "add a job without JSON: queuectl add [OPTIONS] -- COMMAND [ARG...]",
+    p = c.add("add", "add a job without JSON: add [OPTIONS] -- COMMAND [ARG...]",
               "jobs:add", formatter_class=argparse.RawDescriptionHelpFormatter,
               usage="queuectl add [OPTIONS] -- COMMAND [ARG...]",
               epilog="One word after -- is a shell command as written:\n"
