@@ -85,7 +85,7 @@ def test_add_options_become_the_payload_fields(cli, tmp_path):
 ADD_ERRORS = [
     ([], "command"),
     (["--"], "command"),
-    (["--id", "has space", "--", "true"], "id"),
+    (["--id", "has space", "--", "true"], "field 'id'"),
     (["--priority", "high", "--", "true"], "priority"),
     (["--priority", str(2**31), "--", "true"], "priority"),
     (["--max-retries", "-1", "--", "true"], "max_retries"),
@@ -97,7 +97,7 @@ ADD_ERRORS = [
     (["--env", "1BAD=x", "--", "true"], "env"),
     (["--fatal-exit-code", "300", "--", "true"], "fatal_exit_codes"),
     (["--after", "me", "--id", "me", "--", "true"], "after"),
-    (["--queue", "a b", "--", "true"], "queue"),
+    (["--queue", "a b", "--", "true"], "field 'queue'"),
     (["--", "   "], "command"),
     (["--jsn", "--", "true"], "did you mean '--json'"),
 ]
