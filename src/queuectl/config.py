@@ -54,7 +54,7 @@ KEYS = {k.name: k for k in (
 
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)\s*([wdhms]))\s*")
+_DURATION_RE = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)\s*([wdhms]))\s*", re.ASCII)
 
 
 def parse_duration(text: object, what: str = "duration") -> float:
@@ -65,7 +65,7 @@ def parse_duration(text: object, what: str = "duration") -> float:
     t = str(text).strip().lower()
     try:
         value = float(t)
-        if "n" in t:                    # nan, inf, infinity: not durations
+        if "n" in t or not t.isascii():     # nan, inf; digits of other scripts
             raise ValueError
     except ValueError:
         value = _compound(t, text, what)
