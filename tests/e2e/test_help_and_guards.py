@@ -176,3 +176,22 @@ def test_json_output_is_not_cut(cli):
     cli.enqueue(id="j", command=LONG)
     cli.env["COLUMNS"] = "40"
     assert json.loads(cli.ok("list", "--json"))[0]["command"] == LONG
+
+
+# ---------------------------------------------------------------- which database
+
+def test_status_names_the_database(cli, backend, tmp_path):
+    if backend == "sqlite":
+        (tmp_path / "elsewhere").mkdir()
+        cli.cwd = tmp_path / "elsewhere"
+        cli.env["QUEUECTL_DB"] = "rel.db"
+        expected = str(tmp_path / "elsewhere" / "rel.db")
+        cli.ok("add", "--", "true")
+    else:
+        assert "postgres@" in cli.db
+        cli.env["QUEUECTL_DB"] = cli.db.replace("postgres@", "postgres:pw-s3cret@", 1)
+        expected = cli.db
+    text = cli.ok("status")
+    assert text.splitlines()[0] == f"database  {expected}", text
+    assert cli.json("status")["database"] == expected
+    assert "s3cret" not in text

@@ -42,6 +42,25 @@ def db_url(args: Namespace) -> str:
     return url
 
 
+def describe_db(url: str) -> str:
+    """The database as `status` names it: an SQLite file's absolute path, or a
+    PostgreSQL URL without its password."""
+    import os
+    if url.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+        parts = urlsplit(url)
+        user, at, host = parts.netloc.rpartition("@")
+        netloc = user.split(":", 1)[0] + at + host
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                           if k.lower() != "password"])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if url.startswith("sqlite://"):             # as open_store reads it
+        url = url[len("sqlite://"):]
+        if url.startswith("//"):
+            url = url[1:]
+    return os.path.abspath(url)
+
+
 def open_db(args: Namespace, *, create: bool = False, **kw: Any) -> Store:
     """Open the database. Read-only commands pass create=False: a database
     that does not exist yet then reads as empty and no file is made."""
@@ -196,11 +215,13 @@ def status(args: Namespace) -> int:
     with open_db(args) as store:
         counts = store.counts()
         workers = store.active_workers()
+    where = describe_db(db_url(args))
     if args.json:
-        render.emit_json({"jobs": counts, "workers": {"active": len(workers)}})
+        render.emit_json({"jobs": counts, "workers": {"active": len(workers)},
+                          "database": where})
         return 0
     width = max(map(len, STATES))
-    lines = ["jobs"] + [f"  {s.ljust(width)}  {counts[s]}" for s in STATES]
+    lines = [f"database  {where}", "jobs"] + [f"  {s.ljust(width)}  {counts[s]}" for s in STATES]
     lines += ["workers", f"  {'active'.ljust(width)}  {len(workers)}"]
     print("\n".join(lines))
     return 0
