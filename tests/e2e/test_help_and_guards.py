@@ -195,3 +195,19 @@ def test_status_names_the_database(cli, backend, tmp_path):
     assert text.splitlines()[0] == f"database  {expected}", text
     assert cli.json("status")["database"] == expected
     assert "s3cret" not in text
+
+
+def test_list_last_n_is_the_newest_n_newest_at_the_bottom(cli):
+    for n in range(5):
+        cli.ok("add", "--id", f"j{n}", "--", "true")
+    cli.ok("cancel", "j1")
+    cli.ok("cancel", "j4")
+    assert [j["id"] for j in cli.json("list", "--last", "2")] == ["j3", "j4"]
+    rows = cli.ok("list", "--last", "3").splitlines()[1:]
+    assert [r.split()[0] for r in rows] == ["j2", "j3", "j4"]
+    assert [j["id"] for j in cli.json("list", "--last", "9", "--state", "pending")] == \
+        ["j0", "j2", "j3"]
+    assert [j["id"] for j in cli.json("list", "--last", "1", "--state", "cancelled")] == ["j4"]
+    assert cli.json("list", "--last", "0") == []
+    assert "not both" in assert_one_error_line(
+        cli.run("list", "--last", "2", "--limit", "2"), 2)

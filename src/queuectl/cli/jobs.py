@@ -229,10 +229,18 @@ def status(args: Namespace) -> int:
 
 def list_jobs(args: Namespace, state: str | None, headers: list[str],
               row: Callable[[Job], list[str]], flex: list[int] | None = None) -> None:
-    """The body of `list` and `dlq list`: limit, JSON or table, the 'more' hint."""
+    """The body of `list` and `dlq list`: limit (or the last N), JSON or table,
+    the 'more' hint."""
+    last = getattr(args, "last", None)
+    if last is not None and args.limit is not None:
+        raise InvalidInput("give --limit N (the oldest N) or --last N (the newest N), not both")
     limit = args.limit if args.limit is not None else (0 if args.json else 100)
     with open_db(args) as store:
-        jobs = store.list_jobs(state, limit + 1 if limit else 0)
+        if last is not None:
+            jobs = store.list_jobs(state, last, newest_first=True)[::-1] if last else []
+            limit = 0
+        else:
+            jobs = store.list_jobs(state, limit + 1 if limit else 0)
     more = bool(limit) and len(jobs) > limit
     jobs = jobs[:limit] if limit else jobs
     if args.json:
@@ -242,8 +250,8 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     else:
         print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
     if more:
-        print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all)",
-              file=sys.stderr)
+        print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all, "
+              "--last N for the newest)", file=sys.stderr)
 
 
 def list_(args: Namespace) -> int:

@@ -261,9 +261,11 @@ def status(c: Commands) -> None:
 def list_(c: Commands) -> None:
     p = c.add("list", "list jobs, oldest first", "jobs:list_")
     p.add_argument("--state", metavar="STATE",
-                   help="pending, processing, completed, failed or dead")
+                   help="pending, processing, completed, failed, dead or cancelled")
     p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
                    help="at most N jobs (0 = all; default 100 as text, all with --json)")
+    p.add_argument("--last", type=_nonneg_int, default=None, metavar="N",
+                   help="the newest N jobs instead (still oldest first)")
     _json(p)
 
 
