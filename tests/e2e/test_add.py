@@ -183,3 +183,13 @@ def test_a_bad_duration_is_one_line_exit_2(cli, argv):
     line = assert_one_error_line(cli.run(*argv), 2)
     assert "1h30m" in line, line
     assert counts(cli) == EMPTY_COUNTS
+
+
+@pytest.mark.backends("sqlite")
+def test_add_without_double_dash_and_an_option_like_word_says_where_the_command_goes(cli):
+    line = assert_one_error_line(cli.run("add", "ls", "-l"), 2)
+    assert "after '--'" in line, line
+    assert not os.path.exists(cli.db)
+    # Words that look like no option need no --.
+    assert cli.ok("add", "--id", "plain", "echo", "hi") == "enqueued plain\n"
+    assert cli.job("plain")["command"] == "echo hi"

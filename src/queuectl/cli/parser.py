@@ -76,6 +76,9 @@ class Parser(argparse.ArgumentParser):
                 hint = did_you_mean(first.split("=")[0], options)
                 if hint:
                     return f"unknown option {first!r}{hint}", where.prog
+            if where.prog == "queuectl add":
+                return (f"{message}: put the command after '--' (queuectl add [OPTIONS] -- "
+                        "COMMAND [ARG...])"), where.prog
             return message, where.prog
         return message, self.prog
 
