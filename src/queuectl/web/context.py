@@ -3,6 +3,7 @@ server thread (`current_store()`), kept on the app as `extensions["queuectl"]`."
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from queuectl.store import open_store
 
 if TYPE_CHECKING:
     from queuectl.store.base import Store
+    from queuectl.web.auth import Sessions, Throttle
 
 
 class Stores(threading.local):
@@ -32,15 +34,27 @@ class Stores(threading.local):
 
 @dataclass
 class Settings:
-    """A dashboard's settings (from `queuectl dashboard`'s options)."""
+    """A dashboard's settings (from `queuectl dashboard`'s options), and the
+    state of its sign-ins (auth.py)."""
     url: str
-    token: str | None = None
+    token: str
+    token_source: str = "QUEUECTL_DASHBOARD_TOKEN"    # where the token was read (shown)
     read_only: bool = False
     loopback: bool = True
+    trusted_proxies: tuple[str, ...] = ()
+    session_hours: float = 12
+    #: The one-time sign-in link's code (None once used).
+    signin_code: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))
     stores: Stores = field(init=False)
+    lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    throttle: Throttle = field(init=False)
+    sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
+        from queuectl.web.auth import Sessions, Throttle
         self.stores = Stores(self.url)
+        self.throttle = Throttle()
+        self.sessions = Sessions(self.session_hours * 3600)
 
 
 def settings() -> Settings:

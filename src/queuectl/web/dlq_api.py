@@ -19,7 +19,7 @@ bp = Blueprint("dlq_api", __name__, url_prefix="/api/dlq")
 
 @bp.get("")
 def dlq() -> ResponseReturnValue:
-    return jsonify(views.dlq(current_store()))
+    return jsonify(views.dlq(current_store(), request.args))
 
 
 @bp.post("/retry")

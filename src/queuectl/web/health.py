@@ -1,0 +1,23 @@
+"""`GET /healthz` for probes: no sign-in, no data. 200 when the database
+answers, 503 otherwise (the body says only "ok" or "unavailable")."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask.typing import ResponseReturnValue
+
+from queuectl import health
+from queuectl.web.context import current_store
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    try:
+        problem = health.check(current_store())
+    except Exception:                   # noqa: BLE001 (a probe gets 503, never 500)
+        problem = "unavailable"
+    if problem:
+        return "unavailable\n", 503, {"Content-Type": "text/plain; charset=utf-8"}
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
