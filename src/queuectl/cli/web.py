@@ -12,18 +12,20 @@ from queuectl.errors import InvalidInput, QueueError
 from queuectl.store import resolve_url
 from queuectl.web import is_loopback, tokens
 
-DASHBOARD_PACKAGES = ("'flask>=3.0' 'flask-wtf>=1.2' 'waitress>=3.0' "
-                      "'prometheus-client>=0.20'")
 MAX_BODY = 1024 * 1024           # as queuectl.web.app.MAX_BODY
 
 
-def _token(args: Namespace) -> tuple[str, str]:
-    """The token, and where it came from."""
+def _no_token_argument(args: Namespace) -> None:
     if args.token is not None:
         raise InvalidInput("--token is refused: every user can read it in `ps`. Put the "
                            "token in a file only you can read (--token-file FILE) or in "
                            "QUEUECTL_DASHBOARD_TOKEN, or let the dashboard make one in "
                            f"{tokens.default_path()}")
+
+
+def _token(args: Namespace) -> tuple[str, str]:
+    """The token, and where it came from."""
+    _no_token_argument(args)
     if args.token_file:
         path = Path(args.token_file)
         return tokens.read(path), f"from {path}"
@@ -49,16 +51,18 @@ def dashboard(args: Namespace) -> int:
     if not args.host.strip():
         raise InvalidInput("--host must be an address or a host name, not empty "
                            "(0.0.0.0 means every interface)")
+    _no_token_argument(args)
     proxies = [_address(a) for a in args.trusted_proxy or []]
-    token, source = _token(args)
-    loopback = is_loopback(args.host)
     try:
         import waitress
 
         from queuectl.web.app import create_app
     except ImportError as e:
         raise QueueError(f"the dashboard is not installed ({e.name} is missing): "
-                         f"pip install {DASHBOARD_PACKAGES}") from None
+                         "pip install 'flask>=3.0' 'flask-wtf>=1.2' 'waitress>=3.0' "
+                         "'prometheus-client>=0.20'") from None
+    token, source = _token(args)
+    loopback = is_loopback(args.host)
     url = resolve_url(getattr(args, "db", None))
     from queuectl.store import open_store
     with open_store(url, create=True):           # errors now, not on the first page
