@@ -191,21 +191,27 @@ def guard() -> ResponseReturnValue | None:
         if wait:
             return _too_many(wait)
         g.by_bearer = is_token(bearer)
-        if not g.by_bearer:
+        if not g.by_bearer:               # wrong credentials are wrong, session or not
             s.throttle.failed(_client())
+            if request.endpoint not in OPEN:
+                return _unauthorized()
     if not g.by_bearer and not signed_in():
         if request.endpoint in OPEN:
             return None
-        if request.path.startswith(("/api/", "/metrics")):
-            return jsonify(error="sign in first, or send the token: "
-                                 "Authorization: Bearer <token>"), 401
-        return redirect(url_for("auth.login", next=request.full_path))
+        return _unauthorized()
     if request.method == "POST" and request.endpoint != "auth.login_post":
         if s.read_only and request.endpoint != "auth.logout":
             return jsonify(error="the dashboard is read-only (--read-only)"), 403
         if not g.by_bearer:
             current_app.extensions["csrf"].protect()
     return None
+
+
+def _unauthorized() -> ResponseReturnValue:
+    if request.path.startswith(("/api/", "/metrics")):
+        return jsonify(error="sign in first, or send the token: "
+                             "Authorization: Bearer <token>"), 401
+    return redirect(url_for("auth.login", next=request.full_path))
 
 
 def _form(error_text: str | None, target: str, code: int = 200) -> ResponseReturnValue:

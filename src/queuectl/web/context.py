@@ -3,6 +3,7 @@ server thread (`current_store()`), kept on the app as `extensions["queuectl"]`."
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class Settings:
     signin_code: str | None = field(default_factory=lambda: secrets.token_urlsafe(24))
     stores: Stores = field(init=False)
     lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    #: An SQLite file's path and (device, inode) when the server started:
+    #: /healthz fails once the path names another file, or none.
+    file: tuple[str, tuple[int, int]] | None = field(init=False, default=None)
     throttle: Throttle = field(init=False)
     sessions: Sessions = field(init=False)
 
@@ -55,6 +59,18 @@ class Settings:
         self.stores = Stores(self.url)
         self.throttle = Throttle()
         self.sessions = Sessions(self.session_hours * 3600)
+        self.file = _file(self.url)
+
+
+def _file(url: str) -> tuple[str, tuple[int, int]] | None:
+    if url.startswith(("postgresql://", "postgres://")):
+        return None
+    with open_store(url, create=True) as store:
+        path = getattr(store, "path", None)
+    if not isinstance(path, str) or path == ":memory:":
+        return None
+    st = os.stat(path)
+    return path, (st.st_dev, st.st_ino)
 
 
 def settings() -> Settings:

@@ -4,6 +4,7 @@ operations layer and `insight`."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,8 @@ GROUPS_PER_PAGE = 50
 TEXT_LIMIT = 300                # characters of a command/error/cwd shown in a list row
 LIST_LIMIT = 20                 # env names and dependencies shown in a list row
 EVENTS_SHOWN = 500              # a job page's history: the newest 500 events
-SCAN_CHUNK = 200                # dead jobs read at a time to group them
+SCAN_CHUNK = 50                 # dead jobs read at a time to group them …
+SCANNING = threading.Lock()     # … by one request at a time (memory stays bounded)
 
 
 def status(s: Store) -> dict[str, Any]:
@@ -145,7 +147,8 @@ def dlq(s: Store, args: Mapping[str, str]) -> dict[str, Any]:
     page, gpage = _page(args), _page(args, "gpage")
     total = s.count_jobs("dead")
     found = s.list_jobs("dead", PER_PAGE, offset=(page - 1) * PER_PAGE)
-    groups = ops.groups(_dead(s))
+    with SCANNING:
+        groups = ops.groups(_dead(s))
     start = (gpage - 1) * GROUPS_PER_PAGE
     return {"groups": groups[start:start + GROUPS_PER_PAGE], "groups_total": len(groups),
             "gpage": gpage, "gpages": max(1, -(-len(groups) // GROUPS_PER_PAGE)),
