@@ -129,7 +129,7 @@ def row(job: Job) -> dict[str, Any]:
     return d
 
 
-def _dead(s: Store) -> Iterator[Job]:
+def dead_jobs(s: Store) -> Iterator[Job]:
     """Every dead job, oldest first, read SCAN_CHUNK at a time (memory stays
     bounded by the chunk; the store has no grouping query yet)."""
     offset = 0
@@ -148,7 +148,7 @@ def dlq(s: Store, args: Mapping[str, str]) -> dict[str, Any]:
     total = s.count_jobs("dead")
     found = s.list_jobs("dead", PER_PAGE, offset=(page - 1) * PER_PAGE)
     with SCANNING:
-        groups = ops.groups(_dead(s))
+        groups = ops.groups(dead_jobs(s))
     start = (gpage - 1) * GROUPS_PER_PAGE
     return {"groups": groups[start:start + GROUPS_PER_PAGE], "groups_total": len(groups),
             "gpage": gpage, "gpages": max(1, -(-len(groups) // GROUPS_PER_PAGE)),
