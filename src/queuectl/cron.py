@@ -30,8 +30,8 @@ def _cronsim() -> ModuleType:
     try:
         import cronsim
     except ImportError:
-        raise QueueError("cron schedules need the cron extra: "
-                         "pip install 'queuectl[cron]'") from None
+        raise QueueError("cron schedules need cronsim (the cron extra): "
+                         "pip install 'cronsim>=2.6'") from None
     return cronsim
 
 

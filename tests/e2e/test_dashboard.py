@@ -151,7 +151,7 @@ def test_actions_need_csrf_and_follow_read_only(cli):
 
 def test_token_mode(cli):
     _jobs(cli)
-    d = Dashboard(cli, env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN})
+    d = Dashboard(cli, env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN}, sign_in=False)
     assert d.request("/api/status")[0] == 401
     assert d.request("/metrics")[0] == 401
     assert d.request("/api/status", headers={"Authorization": "Bearer wrong-token-xxxxx"})[0] == 401
@@ -174,7 +174,10 @@ def test_token_mode(cli):
     except urllib.error.HTTPError as e:
         assert e.code == 302 and e.headers["Location"].endswith("/dlq")
         cookie = e.headers["Set-Cookie"].split(";")[0]
-    d.cookies["queuectl_token"] = cookie.split("=", 1)[1]
+    name, value = cookie.split("=", 1)
+    assert name == "queuectl_" + d.url.rsplit(":", 1)[1], "one cookie name per port"
+    assert TOKEN not in value, "the browser never holds the token"
+    d.cookies[name] = value
     assert d.request("/api/status")[0] == 200
     assert d.json("/api/jobs/slow/retry", method="POST")[0] == 400, "cookie needs CSRF"
     assert d.json("/api/jobs/slow/retry", method="POST",
@@ -188,9 +191,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.mark.backends("sqlite")   # refused before any database is opened
 @pytest.mark.parametrize("args, code, word", [
-    (["--host", "0.0.0.0"], 2, "without a token"),
-    (["--host", "0.0.0.0", "--token", "short"], 2, "16 characters"),
-    (["--host", "", "--token", TOKEN], 2, "--host must be an address"),
+    (["--token", TOKEN], 2, "`ps`"),
+    (["--host", "0.0.0.0", "--token", "short"], 2, "--token-file"),
+    (["--token-file", "/nonexistent/token"], 2, "does not exist"),
+    (["--trusted-proxy", "proxy.example"], 2, "IP address"),
+    (["--host", ""], 2, "--host must be an address"),
     (["--port", "70000"], 2, "port"),
     (["--port", "x"], 2, "port"),
 ])
@@ -201,7 +206,8 @@ def test_bad_dashboard_arguments(cli, args, code, word):
 
 @pytest.mark.backends("sqlite")
 def test_a_non_loopback_bind_with_a_token_serves(cli):
-    d = Dashboard(cli, "--host", "0.0.0.0", "--token", TOKEN)
+    d = Dashboard(cli, "--host", "0.0.0.0", env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN},
+                  sign_in=False)
     port = d.url.rsplit(":", 1)[1]
     d.url = f"http://127.0.0.1:{port}"
     assert d.request("/api/status")[0] == 401

@@ -261,6 +261,11 @@ def status(c: Commands) -> None:
     _json(c.add("status", "job counts per state and active workers", "jobs:status"))
 
 
+def health(c: Commands) -> None:
+    _json(c.add("health", "does the database answer? exit 0 if so, 1 if not "
+                "(for probes)", "health:health_"))
+
+
 def list_(c: Commands) -> None:
     p = c.add("list", "list jobs, oldest first", "jobs:list_")
     p.add_argument("--state", metavar="STATE",
@@ -405,12 +410,17 @@ def dashboard(c: Commands) -> None:
     p = c.add("dashboard", "serve the web dashboard, its JSON API and /metrics "
               "(needs the dashboard extra)", "web:dashboard")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+                   help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_int_at_least(0), default=8080,
                    help="port (default 8080; 0 = any free port)")
-    p.add_argument("--token", metavar="TOKEN",
-                   help="require this token (≥ 16 characters; default "
-                        "$QUEUECTL_DASHBOARD_TOKEN)")
+    p.add_argument("--token", metavar="TOKEN", help=argparse.SUPPRESS)   # refused: ps
+    p.add_argument("--token-file", metavar="FILE", dest="token_file",
+                   help="read the access token from FILE (mode 600; default "
+                        "$QUEUECTL_DASHBOARD_TOKEN, else ~/.config/queuectl/dashboard-token, "
+                        "made on first use)")
+    p.add_argument("--trusted-proxy", metavar="ADDR", action="append", dest="trusted_proxy",
+                   help="a reverse proxy's address whose X-Forwarded-* headers are "
+                        "believed (HTTPS: Secure cookies); repeatable")
     p.add_argument("--read-only", action="store_true", dest="read_only",
                    help="no actions (retry, cancel, pause): look only")
 
@@ -471,7 +481,7 @@ SHELLS = ("bash", "zsh", "fish")
 IDS_COMMAND = "_ids"
 
 # The order of `queuectl --help`.
-COMMANDS = (add, enqueue, wait, worker, status, list_, show, logs, history, dlq, cancel,
+COMMANDS = (add, enqueue, wait, worker, status, health, list_, show, logs, history, dlq, cancel,
             queue, schedule, stats, top, dashboard, purge, migrate, export, import_, config,
             help_, completion, ids)
 

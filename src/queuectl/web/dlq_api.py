@@ -19,7 +19,7 @@ bp = Blueprint("dlq_api", __name__, url_prefix="/api/dlq")
 
 @bp.get("")
 def dlq() -> ResponseReturnValue:
-    return jsonify(views.dlq(current_store()))
+    return jsonify(views.dlq(current_store(), request.args))
 
 
 @bp.post("/retry")
@@ -42,7 +42,11 @@ def _retry(body: dict[str, Any]) -> int:
         want = body["group"]
         if not isinstance(want, dict):
             raise InvalidInput("group must be an object with exit_code and error")
-        return ops.retry_group(s, want.get("exit_code"), want.get("error"))
+        # (As ops.retry_group, reading the dead jobs a chunk at a time.)
+        key = (want.get("exit_code"), want.get("error"))
+        with views.SCANNING:
+            ids = [j.id for j in views.dead_jobs(s) if ops.group_key(j) == key]
+        return ops.retry_ids(s, ids)
     if body.get("all") is not True and body.get("queue") is None and \
             body.get("exit_code") is None:
         raise InvalidInput('to retry every dead job, say so: {"all": true}')

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 
 from queuectl import ops
 from queuectl.web import views
-from queuectl.web.context import current_store
+from queuectl.web.context import current_store, settings
 
 bp = Blueprint("jobs_api", __name__, url_prefix="/api")
 
@@ -30,7 +30,8 @@ def jobs() -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> ResponseReturnValue:
-    return jsonify(views.job(current_store(), job_id, request.args.get("show_env") == "1"))
+    show_env = request.args.get("show_env") == "1" and not settings().read_only
+    return jsonify(views.job(current_store(), job_id, show_env))
 
 
 @bp.post("/jobs/<job_id>/retry")

@@ -6,7 +6,7 @@ from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
 from queuectl.web import views
-from queuectl.web.context import current_store
+from queuectl.web.context import current_store, settings
 
 bp = Blueprint("pages", __name__)
 
@@ -23,11 +23,11 @@ def jobs() -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> ResponseReturnValue:
-    show_env = request.args.get("show_env") == "1"
+    show_env = request.args.get("show_env") == "1" and not settings().read_only
     return render_template("job.html", data=views.job(current_store(), job_id, show_env),
                            show_env=show_env)
 
 
 @bp.get("/dlq")
 def dlq() -> ResponseReturnValue:
-    return render_template("dlq.html", data=views.dlq(current_store()))
+    return render_template("dlq.html", data=views.dlq(current_store(), request.args))
