@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
+from enum import Enum
 
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
@@ -17,6 +19,57 @@ PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
     "pending", "processing", "completed", "failed", "dead", "cancelled")
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
 TERMINAL = (COMPLETED, DEAD, CANCELLED)
+
+
+class _Str(str, Enum):
+    """A str Enum that is its value: equal, hashed, printed and formatted as it."""
+    __str__, __format__ = str.__str__, str.__format__
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
+
+
+class State(_Str):
+    """A job's state (the values of STATES)."""
+    PENDING, PROCESSING, COMPLETED = PENDING, PROCESSING, COMPLETED
+    FAILED, DEAD, CANCELLED = FAILED, DEAD, CANCELLED
+
+
+class Action(_Str):
+    """What ends an attempt: a Decision's action."""
+    COMPLETE, RETRY, BURY, CANCEL = "complete", "retry", "bury", "cancel"
+
+
+class OutcomeKind(_Str):
+    """How an attempt ended: `succeeded` (exit 0), `exit` (non-zero), `signal` (one
+    it did not get from us), `timeout`, `start_failed`, `interrupted` (stopped by
+    the worker), `lease_expired` (a result its rescued job can no longer take)."""
+    SUCCEEDED, EXIT, SIGNAL, TIMEOUT = "succeeded", "exit", "signal", "timeout"
+    START_FAILED, INTERRUPTED, LEASE_EXPIRED = "start_failed", "interrupted", "lease_expired"
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended (kind: an OutcomeKind), with its output's tail."""
+    kind: str
+    exit_code: "int | None" = None
+    error: "str | None" = None
+    output: str = ""
+    truncated: bool = False
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OutcomeKind.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An Action: `complete`, `retry` (after `delay` seconds), `bury` (to the DLQ), `cancel`."""
+    action: str
+    delay: float = 0.0
+
+
 # The whole state machine. The store's guarded statements implement exactly
 # these edges; the contract suite checks every change it sees against them.
 TRANSITIONS = {
@@ -30,6 +83,7 @@ TRANSITIONS = {
     (PENDING, CANCELLED): "cancel",
     (FAILED, CANCELLED): "cancel",
     (PROCESSING, CANCELLED): "cancel (the worker kills the command)",
+    (PROCESSING, PENDING): "release (a job claimed ahead given back before it started)",
 }
 
 EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",
