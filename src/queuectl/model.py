@@ -9,7 +9,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 from enum import Enum
 
 from queuectl.clock import iso, parse_iso
@@ -48,26 +48,29 @@ class OutcomeKind(_Str):
     START_FAILED, INTERRUPTED, LEASE_EXPIRED = "start_failed", "interrupted", "lease_expired"
 
 
-@dataclass
-class Outcome:
-    """How one attempt ended (kind: an OutcomeKind), with its output's tail."""
+class Outcome(namedtuple("Outcome", "kind exit_code error output truncated duration",
+                         defaults=(None, None, "", False, 0.0))):
+    """How one attempt ended (kind: an OutcomeKind), with its output's tail.
+    (A named tuple, not a dataclass: importing dataclasses costs a short CLI
+    command ~10 ms.)"""
+    __slots__ = ()
     kind: str
-    exit_code: "int | None" = None
-    error: "str | None" = None
-    output: str = ""
-    truncated: bool = False
-    duration: float = 0.0
+    exit_code: "int | None"
+    error: "str | None"
+    output: str
+    truncated: bool
+    duration: float
 
     @property
     def ok(self) -> bool:
         return self.kind == OutcomeKind.SUCCEEDED
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(namedtuple("Decision", "action delay", defaults=(0.0,))):
     """An Action: `complete`, `retry` (after `delay` seconds), `bury` (to the DLQ), `cancel`."""
+    __slots__ = ()
     action: str
-    delay: float = 0.0
+    delay: float
 
 
 # The whole state machine. The store's guarded statements implement exactly

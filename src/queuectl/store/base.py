@@ -16,10 +16,14 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from queuectl.clock import iso
 from queuectl.model import Action, Decision, Job, NewJob, Outcome
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 # decision.action -> (new state, event)
 ENDING_EVENTS = ("completed", "retry_scheduled", "dead", "cancelled", "lease_expired")

@@ -25,8 +25,8 @@ enqueue, claim, finish, release, heartbeat, the rescue's detection, waiting.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterator
 
 from queuectl import config as cfgmod
 from queuectl.clock import iso
@@ -37,6 +37,10 @@ from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTE
                                  dependency_error, dependency_plan, detail_json, ending,
                                  event_dict, first_seq_at, like_pattern, queue_rows,
                                  rescue_error, schedule_dict)
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 APP = "queuectl"
 SCHEMA_VERSION = 5

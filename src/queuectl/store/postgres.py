@@ -21,7 +21,7 @@ from __future__ import annotations
 import select
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql as pgsql
@@ -33,6 +33,10 @@ from queuectl.store.base import CANCELLED_ERROR, ending, migrations, skip_existi
 from queuectl.store.core import (APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL,
                                  SQLStore)
 from queuectl.store.queries import load_queries
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["PostgresStore", "describe_url", "APP", "SCHEMA_VERSION", "STALE_WORKER_TTL",
            "JOB_COLS"]

@@ -17,7 +17,7 @@ import select
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import DuplicateJob, LeaseLost, StoreError
@@ -28,6 +28,10 @@ from queuectl.store.core import (APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL
                                  SQLStore)
 from queuectl.store.queries import load_queries
 from queuectl.store.watch import LeaseWatch
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SQLiteStore", "APP", "SCHEMA_VERSION", "STALE_WORKER_TTL", "JOB_COLS"]
 
