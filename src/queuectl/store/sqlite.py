@@ -17,7 +17,7 @@ import select
 import sqlite3
 import time
 from contextlib import contextmanager
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import DuplicateJob, LeaseLost, StoreError
@@ -544,7 +544,7 @@ class SQLiteStore(SQLStore):
         return rescued
 
     # ------------------------------------------------------------ waiting, workers
-    def wait_for_change(self, timeout: float, wake_fds=()) -> None:
+    def wait_for_change(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
         end = time.monotonic() + timeout
         if self._data_version is None:
             self._data_version = self._read("data_version")[0][0]
