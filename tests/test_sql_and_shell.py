@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import string
 from pathlib import Path
 
@@ -432,16 +433,15 @@ def _asked_for(tree: ast.Module, sinks: dict) -> set:
 
 def test_named_statements():
     from queuectl.store.queries import FOLDER, parse
-    files = {d: parse((Path(FOLDER) / f"{d}.sql").read_text(), d) for d in ("sqlite", "postgres")}
+    files = {d: parse((Path(FOLDER) / f"{d}.sql").read_text(), d)
+             for d in ("sqlite", "postgres")}
     for dialect, queries in files.items():
         assert len(queries) > 50, dialect
         for q in queries:
             assert q.description, (dialect, q.name)
             assert "{" not in q.sql and "}" not in q.sql, (dialect, q.name, "format field")
             if dialect == "postgres":
-                stripped = q.sql.replace("%s", "")
-                import re
-                stripped = re.sub(r"%\([a-z_]+\)s", "", stripped)
+                stripped = re.sub(r"%\([a-z_]+\)s", "", q.sql.replace("%s", ""))
                 assert "%" not in stripped, (dialect, q.name, "a % that is no placeholder")
             else:
                 assert "%" not in q.sql, (dialect, q.name)
@@ -471,7 +471,8 @@ def test_the_statement_parser_refuses_what_it_cannot_name():
                                                       ("b", "Two.", "SELECT\n  2")]
     for text in ("SELECT 1;\n", "-- name: a\nSELECT 1;\n",
                  "-- name: a\n-- description: x\n\n",
-                 "-- name: a\n-- description: x\nSELECT 1;\n-- name: a\n-- description: y\nSELECT 2;"):
+                 "-- name: a\n-- description: x\nSELECT 1;\n"
+                 "-- name: a\n-- description: y\nSELECT 2;"):
         with pytest.raises(ValueError):
             parse(text)
 

@@ -7,6 +7,7 @@ there has the default below.
 from __future__ import annotations
 
 import math
+
 from queuectl.errors import InvalidInput
 
 
@@ -15,7 +16,7 @@ class Key:
 
     __slots__ = ("name", "default", "kind", "minimum", "help")
 
-    def __init__(self, name: str, default, kind: str, minimum: float, help: str):
+    def __init__(self, name: str, default: float, kind: str, minimum: float, help: str):
         self.name, self.default, self.kind = name, default, kind
         self.minimum, self.help = minimum, help
 
@@ -65,9 +66,10 @@ def canonical(name: str) -> str:
     return key
 
 
-def parse_value(name: str, raw: object):
+def parse_value(name: str, raw: object) -> int | float:
     """Validate a value for key `name` (given as text or a number); return int or float."""
     key = KEYS[name]
+    value: object
     if isinstance(raw, bool):
         raise InvalidInput(f"{name} must be a number")
     if key.kind == "duration" and isinstance(raw, str):
@@ -112,7 +114,7 @@ def defaults() -> dict:
     return {name: key.default for name, key in KEYS.items()}
 
 
-def render(value) -> str:
+def render(value: float) -> str:
     """How `config get` prints a value: 2.0 -> 2, 0.5 -> 0.5."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -127,11 +127,11 @@ def test_every_action_needs_the_csrf_token(cli, tmp_path):
     worker, gate = _setup(cli, tmp_path)
     try:
         d = Dashboard(cli)
-        posts = [(rule, ep) for m, rule, ep in _routes() if m == "POST" and ep != "login_post"]
+        posts = [(rule, ep) for m, rule, ep in _routes() if m == "POST" and ep != "auth.login_post"]
         assert len(posts) >= 5, posts
         before = _state(cli)
         d.csrf()                                   # a session, as a browser would have
-        bodies = {"api_retry_all": {"all": True}}
+        bodies = {"dlq_api.retry": {"all": True}}
         for rule, ep in posts:
             for headers in ({}, {"X-CSRFToken": "forged"}, {"X-CSRFToken": ""}):
                 status, body = d.json(_path(rule), method="POST", body=bodies.get(ep, {}),
@@ -182,7 +182,7 @@ def test_with_a_token_every_route_needs_it(cli, tmp_path):
              {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN},
              {"Cookie": f"queuectl_token={TOKEN[:-1]}"}, {"X-Token": TOKEN}]
     for method, rule, ep in _routes():
-        if ep in ("login", "login_post"):
+        if ep in ("auth.login", "auth.login_post"):
             continue
         for headers in wrong:
             for path in (_path(rule), _path(rule) + f"?token={TOKEN}"):
@@ -196,7 +196,7 @@ def test_with_a_token_every_route_needs_it(cli, tmp_path):
     # The right one opens every door.
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     for method, rule, ep in _routes():
-        if method == "GET" and ep not in ("login",):
+        if method == "GET" and ep not in ("auth.login",):
             assert d.request(_path(rule), headers=bearer)[0] in (200, 404), rule
 
 

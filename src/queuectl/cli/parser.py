@@ -1,25 +1,37 @@
 """The argument parser of every command (argparse), built only when a
-command needs it: see main._plain_enqueue for the one that does not."""
+command needs it: see main._plain_enqueue for the one that does not.
+
+One small function per top-level command adds it (and its subcommands, with
+the `target` "module:function" in queuectl.cli that runs it); `COMMANDS`
+lists them in help order and `build_parser` calls them. The command modules
+themselves are not imported here: a command imports only its own.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from queuectl import __version__
+from queuectl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 # argparse passes each of its strings through gettext, and gettext, finding no
 # catalogue (Python ships none for argparse), searches the locale directories
 # again for every string: ~7 ms per command here for ~100 strings. The text is
-# the same either way.
-argparse._ = lambda message: message
-argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
-from queuectl.errors import InvalidInput
+# the same either way. (Through __dict__: the names are argparse's private ones.)
+argparse.__dict__.update(
+    _=lambda message: message,
+    ngettext=lambda singular, plural, n: singular if n == 1 else plural)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line: `queuectl: error: ...` (exit 2)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise InvalidInput(f"{message} (see '{self.prog} --help')")
 
 
@@ -35,11 +47,11 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def _json(p) -> None:
+def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
-def _int_at_least(minimum: int):
+def _int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number >= minimum."""
     def parse(text: str) -> int:
         try:
@@ -70,24 +82,38 @@ def _limit(text: str) -> int:
     if value > 2**31 - 1:
         raise argparse.ArgumentTypeError(f"must be at most {2**31 - 1}: {text!r}")
     return value
+
+
 _pos_int = _int_at_least(1)
 
 
-def build_parser() -> Parser:
-    common = _common()
-    root = Parser(prog="queuectl", parents=[common], allow_abbrev=False,
-                  description="A durable background job queue for shell commands.")
-    root.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+class Commands:
+    """Adds commands to a parser: each function below adds one top-level
+    command (and its subcommands), in the order `queuectl --help` lists them."""
 
-    def cmd(name, help, target, parent=sub):
-        p = parent.add_parser(name, help=help, description=help, parents=[common],
-                              allow_abbrev=False)
+    def __init__(self, common: argparse.ArgumentParser, sub: Subparsers):
+        self.common, self.sub = common, sub
+
+    def add(self, name: str, help: str, target: str | None,
+            parent: Subparsers | None = None) -> argparse.ArgumentParser:
+        """A command `name` that runs `target` ("module:function" in queuectl.cli)."""
+        p = (parent or self.sub).add_parser(name, help=help, description=help,
+                                            parents=[self.common], allow_abbrev=False)
         p.set_defaults(target=target)
         return p
 
-    p = cmd("enqueue", "add a job (one JSON object), or many with '-' / --file",
-            "jobs:enqueue")
+    def group(self, name: str, help: str) -> Subparsers:
+        """A command `name` whose subcommands are added to what this returns."""
+        p = self.add(name, help, None)
+        return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND",
+                                parser_class=Parser)
+
+
+# ---------------------------------------------------------------- jobs (cli/jobs.py)
+
+def enqueue(c: Commands) -> None:
+    p = c.add("enqueue", "add a job (one JSON object), or many with '-' / --file",
+              "jobs:enqueue")
     p.add_argument("payload", nargs="?",
                    help="a JSON object, or '-' to read JSON Lines / a JSON array from stdin")
     p.add_argument("--file", "-f", metavar="F",
@@ -96,18 +122,54 @@ def build_parser() -> Parser:
                    help="an id that exists with the same command is not an error "
                         "(prints 'exists ID')")
 
-    p = cmd("wait", "wait until jobs are completed or dead (exit 0: all completed, "
-            "1: not all, 124: timed out)", "jobs:wait")
+
+def wait(c: Commands) -> None:
+    p = c.add("wait", "wait until jobs are completed or dead (exit 0: all completed, "
+              "1: not all, 124: timed out)", "jobs:wait")
     p.add_argument("ids", nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true",
                    help="wait until no job is pending, failed or processing")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="give up after S seconds (exit 124)")
 
-    w = cmd("worker", "start or stop workers", None)
-    wsub = w.add_subparsers(dest="worker_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("start", "run N workers in the foreground (Ctrl+C: finish jobs and exit)",
-            "workers:start", wsub)
+
+def status(c: Commands) -> None:
+    _json(c.add("status", "job counts per state and active workers", "jobs:status"))
+
+
+def list_(c: Commands) -> None:
+    p = c.add("list", "list jobs, oldest first", "jobs:list_")
+    p.add_argument("--state", metavar="STATE",
+                   help="pending, processing, completed, failed or dead")
+    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
+                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
+    _json(p)
+
+
+def show(c: Commands) -> None:
+    p = c.add("show", "one job and the output of its latest attempt", "jobs:show")
+    p.add_argument("id")
+    _json(p)
+
+
+def logs(c: Commands) -> None:
+    p = c.add("logs", "output (stdout and stderr) of a job's latest attempt", "jobs:logs")
+    p.add_argument("id")
+
+
+def history(c: Commands) -> None:
+    p = c.add("history", "job events as JSON Lines, oldest first", "jobs:history")
+    p.add_argument("--job-id", metavar="ID")
+    p.add_argument("--limit", type=_nonneg_int, default=0, metavar="N",
+                   help="only the N most recent events (default all)")
+
+
+# ---------------------------------------------------------------- workers (cli/workers.py)
+
+def worker(c: Commands) -> None:
+    sub = c.group("worker", "start or stop workers")
+    p = c.add("start", "run N workers in the foreground (Ctrl+C: finish jobs and exit)",
+              "workers:start", sub)
     p.add_argument("--count", "-c", type=_pos_int, default=1, metavar="N",
                    help="number of worker processes (default 1)")
     p.add_argument("--burst", action="store_true",
@@ -115,72 +177,67 @@ def build_parser() -> Parser:
     p.add_argument("--quiet", "-q", action="store_true", help="log only problems")
     p.add_argument("--queue", action="append", metavar="NAME", dest="queues",
                    help="only take jobs from this queue (repeatable; default: every queue)")
-    p = cmd("stop", "ask every running worker to finish its job and exit",
-            "workers:stop", wsub)
+    p = c.add("stop", "ask every running worker to finish its job and exit",
+              "workers:stop", sub)
     p.add_argument("--wait", action="store_true", help="wait until they have exited")
-    p = cmd("list", "list active workers", "workers:list_", wsub)
-    _json(p)
+    _json(c.add("list", "list active workers", "workers:list_", sub))
 
-    p = cmd("status", "job counts per state and active workers", "jobs:status")
-    _json(p)
 
-    p = cmd("list", "list jobs, oldest first", "jobs:list_")
-    p.add_argument("--state", metavar="STATE",
-                   help="pending, processing, completed, failed or dead")
-    p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
-                   help="at most N jobs (0 = all; default 100 as text, all with --json)")
-    _json(p)
+# ---------------------------------------------------------------- the DLQ (cli/dlq.py)
 
-    p = cmd("show", "one job and the output of its latest attempt", "jobs:show")
-    p.add_argument("id")
-    _json(p)
-
-    p = cmd("logs", "output (stdout and stderr) of a job's latest attempt", "jobs:logs")
-    p.add_argument("id")
-
-    p = cmd("history", "job events as JSON Lines, oldest first", "jobs:history")
-    p.add_argument("--job-id", metavar="ID")
-    p.add_argument("--limit", type=_nonneg_int, default=0, metavar="N",
-                   help="only the N most recent events (default all)")
-
-    d = cmd("dlq", "the dead-letter queue", None)
-    dsub = d.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("list", "list dead jobs", "dlq:list_", dsub)
+def dlq(c: Commands) -> None:
+    sub = c.group("dlq", "the dead-letter queue")
+    p = c.add("list", "list dead jobs", "dlq:list_", sub)
     p.add_argument("--limit", type=_nonneg_int, default=None, metavar="N",
                    help="at most N jobs (0 = all; default 100 as text, all with --json)")
     _json(p)
     p.add_argument("--group", action="store_true",
                    help="group dead jobs by exit code and error, with counts and examples")
-    p = cmd("retry", "move a dead job (or all) back to pending", "dlq:retry", dsub)
+    p = c.add("retry", "move a dead job (or all) back to pending", "dlq:retry", sub)
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true", help="retry every dead job")
     p.add_argument("--queue", metavar="Q", help="with --all: only jobs of queue Q")
     p.add_argument("--exit-code", type=int, metavar="N", dest="exit_code",
                    help="with --all: only jobs whose last exit code was N")
 
-    p = cmd("cancel", "cancel a job: a waiting one at once, a running one is killed",
-            "control:cancel")
+
+# ---------------------------------------------------------------- steering (cli/control.py)
+
+def cancel(c: Commands) -> None:
+    p = c.add("cancel", "cancel a job: a waiting one at once, a running one is killed",
+              "control:cancel")
     p.add_argument("id")
 
-    q = cmd("queue", "named queues: list, pause, resume, limit", None)
-    qsub = q.add_subparsers(dest="queue_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("list", "every queue with its job counts, paused flag and limit",
-            "control:queue_list", qsub)
-    _json(p)
-    p = cmd("pause", "stop claiming from a queue (running jobs finish)",
-            "control:queue_pause", qsub)
+
+def queue(c: Commands) -> None:
+    sub = c.group("queue", "named queues: list, pause, resume, limit")
+    _json(c.add("list", "every queue with its job counts, paused flag and limit",
+                "control:queue_list", sub))
+    p = c.add("pause", "stop claiming from a queue (running jobs finish)",
+              "control:queue_pause", sub)
     p.add_argument("name")
-    p = cmd("resume", "claim from a paused queue again", "control:queue_resume", qsub)
+    p = c.add("resume", "claim from a paused queue again", "control:queue_resume", sub)
     p.add_argument("name")
-    p = cmd("limit", "run at most N jobs of a queue at once, on all hosts (0 = no limit)",
-            "control:queue_limit", qsub)
+    p = c.add("limit", "run at most N jobs of a queue at once, on all hosts (0 = no limit)",
+              "control:queue_limit", sub)
     p.add_argument("name")
     p.add_argument("n", type=_limit, metavar="N")
 
-    s = cmd("schedule", "recurring jobs: add, list, remove", None)
-    ssub = s.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("add", "enqueue a job on a cron schedule (workers fire it)",
-            "schedules:add", ssub)
+
+def purge(c: Commands) -> None:
+    p = c.add("purge", "delete old finished jobs and their events", "control:purge")
+    p.add_argument("--state", action="append", required=True, metavar="STATE",
+                   dest="states", help="completed, dead or cancelled (repeatable)")
+    p.add_argument("--older-than", required=True, metavar="AGE", dest="older_than",
+                   help="finished more than AGE ago: 30s, 15m, 2h, 7d (0 = all)")
+
+
+# ---------------------------------------------------------------- schedules (cli/schedules.py)
+
+def schedule(c: Commands) -> None:
+    sub = c.group("schedule", "recurring jobs: add, list, remove")
+    p = c.add("add", "enqueue a job on a cron schedule (workers fire it)",
+              "schedules:add", sub)
     p.add_argument("name", help="the schedule's name; each firing's job id is "
                                 "NAME:<fire time>")
     p.add_argument("cron", metavar="CRON",
@@ -192,22 +249,33 @@ def build_parser() -> Parser:
                    help="evaluate CRON in this IANA time zone (default UTC)")
     p.add_argument("--replace", action="store_true",
                    help="replace a schedule of the same name instead of failing")
-    p = cmd("list", "every schedule with its next fire time", "schedules:list_", ssub)
-    _json(p)
-    p = cmd("remove", "delete a schedule (jobs it enqueued stay)", "schedules:remove", ssub)
+    _json(c.add("list", "every schedule with its next fire time", "schedules:list_", sub))
+    p = c.add("remove", "delete a schedule (jobs it enqueued stay)", "schedules:remove", sub)
     p.add_argument("name")
 
-    p = cmd("stats", "finished jobs, success rate, throughput, durations, per queue",
-            "stats:stats")
+
+# ---------------------------------------------------------------- numbers (cli/stats.py)
+
+def stats(c: Commands) -> None:
+    p = c.add("stats", "finished jobs, success rate, throughput, durations, per queue",
+              "stats:stats")
     p.add_argument("--since", default="1h", metavar="AGE",
                    help="the window: 30s, 15m, 2h, 7d (default 1h)")
     _json(p)
-    p = cmd("top", "a live view: counts, workers, running jobs, recent failures "
-            "(Ctrl+C quits; one snapshot when not on a terminal)", "stats:top")
+
+
+def top(c: Commands) -> None:
+    p = c.add("top", "a live view: counts, workers, running jobs, recent failures "
+              "(Ctrl+C quits; one snapshot when not on a terminal)", "stats:top")
     p.add_argument("--interval", type=_seconds, default=1.0, metavar="S",
                    help="seconds between refreshes (default 1)")
-    p = cmd("dashboard", "serve the web dashboard, its JSON API and /metrics "
-            "(needs the dashboard extra)", "web:dashboard")
+
+
+# ---------------------------------------------------------------- the dashboard (cli/web.py)
+
+def dashboard(c: Commands) -> None:
+    p = c.add("dashboard", "serve the web dashboard, its JSON API and /metrics "
+              "(needs the dashboard extra)", "web:dashboard")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; any other needs a token)")
     p.add_argument("--port", type=_int_at_least(0), default=8080,
@@ -218,29 +286,51 @@ def build_parser() -> Parser:
     p.add_argument("--read-only", action="store_true", dest="read_only",
                    help="no actions (retry, cancel, pause): look only")
 
-    p = cmd("purge", "delete old finished jobs and their events", "control:purge")
-    p.add_argument("--state", action="append", required=True, metavar="STATE",
-                   dest="states", help="completed, dead or cancelled (repeatable)")
-    p.add_argument("--older-than", required=True, metavar="AGE", dest="older_than",
-                   help="finished more than AGE ago: 30s, 15m, 2h, 7d (0 = all)")
 
-    cmd("migrate", "create or upgrade the database schema (every command does it "
-        "when needed)", "transfer:migrate")
-    p = cmd("export", "every job, with its state and output, as JSON Lines on stdout",
-            "transfer:export")
+# ---------------------------------------------------------------- data moves (cli/transfer.py)
+
+def migrate(c: Commands) -> None:
+    c.add("migrate", "create or upgrade the database schema (every command does it "
+          "when needed)", "transfer:migrate")
+
+
+def export(c: Commands) -> None:
+    p = c.add("export", "every job, with its state and output, as JSON Lines on stdout",
+              "transfer:export")
     p.add_argument("--state", metavar="STATE", help="only jobs in this state")
-    p = cmd("import", "add jobs from 'queuectl export' output (all or nothing)",
-            "transfer:import_")
+
+
+def import_(c: Commands) -> None:
+    p = c.add("import", "add jobs from 'queuectl export' output (all or nothing)",
+              "transfer:import_")
     p.add_argument("file", nargs="?", default="-", metavar="FILE",
                    help="JSON Lines file (default '-': standard input)")
 
-    c = cmd("config", "read or change settings", None)
-    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", parser_class=Parser)
-    p = cmd("set", "set a config key", "settings:set_", csub)
+
+# ---------------------------------------------------------------- settings (cli/settings.py)
+
+def config(c: Commands) -> None:
+    sub = c.group("config", "read or change settings")
+    p = c.add("set", "set a config key", "settings:set_", sub)
     p.add_argument("key")
     p.add_argument("value")
-    p = cmd("get", "print a config key's value", "settings:get", csub)
+    p = c.add("get", "print a config key's value", "settings:get", sub)
     p.add_argument("key")
-    p = cmd("list", "every config key and its value", "settings:list_", csub)
-    _json(p)
+    _json(c.add("list", "every config key and its value", "settings:list_", sub))
+
+
+# The order of `queuectl --help`.
+COMMANDS = (enqueue, wait, worker, status, list_, show, logs, history, dlq, cancel, queue,
+            schedule, stats, top, dashboard, purge, migrate, export, import_, config)
+
+
+def build_parser() -> Parser:
+    common = _common()
+    root = Parser(prog="queuectl", parents=[common], allow_abbrev=False,
+                  description="A durable background job queue for shell commands.")
+    root.add_argument("--version", action="version", version=f"queuectl {__version__}")
+    commands = Commands(common, root.add_subparsers(dest="command", metavar="COMMAND",
+                                                     parser_class=Parser))
+    for add in COMMANDS:
+        add(commands)
     return root

@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 import sys
 
+TYPE_CHECKING = False     # (not typing's: `enqueue` does not import typing)
+if TYPE_CHECKING:
+    from queuectl.model import Job
 
-def emit_json(value) -> None:
+
+def emit_json(value: object) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
@@ -53,5 +57,5 @@ def short_time(iso_text: "str | None") -> str:
     return iso_text[:19].replace("T", " ")
 
 
-def attempts(job) -> str:
+def attempts(job: Job) -> str:
     return f"{job.attempts}/{job.max_retries + 1}"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from argparse import Namespace
 
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.store import resolve_url
 from queuectl.web import is_loopback
 
 
-def dashboard(args) -> int:
+def dashboard(args: Namespace) -> int:
     if args.port > 65535:
         raise InvalidInput(f"--port must be from 0 to 65535, not {args.port}")
     if not args.host.strip():
@@ -27,6 +28,7 @@ def dashboard(args) -> int:
         raise InvalidInput("the dashboard token must be at least 16 characters")
     try:
         import waitress
+
         from queuectl.web.app import create_app
     except ImportError as e:
         raise QueueError(f"the dashboard is not installed ({e.name} is missing): "

@@ -33,10 +33,23 @@ from queuectl.clock import iso
 from queuectl.cron import firing_id
 from queuectl.errors import Conflict, DuplicateJob, NotFound, QueueError, StoreError
 from queuectl.model import STATES, TERMINAL, Decision, Job, NewJob, State, options_json
-from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTED, Store,
-                                 dependency_error, dependency_plan, detail_json, ending,
-                                 event_dict, first_seq_at, like_pattern, queue_rows,
-                                 rescue_error, schedule_dict)
+from queuectl.store.base import (
+    CANCEL,
+    CANCELLED_ERROR,
+    ENDING_EVENTS,
+    IMPORTED,
+    Store,
+    dependency_error,
+    dependency_plan,
+    detail_json,
+    ending,
+    event_dict,
+    first_seq_at,
+    like_pattern,
+    queue_rows,
+    rescue_error,
+    schedule_dict,
+)
 
 TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
 if TYPE_CHECKING:

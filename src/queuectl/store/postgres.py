@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import select
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql as pgsql
@@ -30,8 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from queuectl.errors import DuplicateJob, InvalidInput, LeaseLost, StoreError
 from queuectl.model import Decision, Job, NewJob, Outcome, options_json
 from queuectl.store.base import CANCELLED_ERROR, ending, migrations, skip_existing_jobs
-from queuectl.store.core import (APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL,
-                                 SQLStore)
+from queuectl.store.core import APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL, SQLStore
 from queuectl.store.queries import load_queries
 
 TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
@@ -106,7 +105,7 @@ class PostgresStore(SQLStore):
                            ("keepalives_count", 3), ("tcp_user_timeout", 10_000)):
             self._params.setdefault(key, value)
         self._params.setdefault("application_name", "queuectl worker" if worker else "queuectl")
-        self.conn = None
+        self.conn: "psycopg.Connection | None" = None
         self._open()
         self.channel = self._channel_name()
         version = self._schema_version()
@@ -119,7 +118,7 @@ class PostgresStore(SQLStore):
     # ------------------------------------------------------------ connection
     def _open(self) -> None:
         try:
-            conn = psycopg.connect(make_conninfo(**self._params), autocommit=True)
+            conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True)
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to {self.where}: {_one_line(e)}") from None
         try:
@@ -160,6 +159,7 @@ class PostgresStore(SQLStore):
             self._last_error = str(e)
             raise
         self._pause = 0.0
+        assert self.conn is not None
         return self.conn
 
     def _fail(self, e: Exception) -> StoreError:
@@ -199,7 +199,7 @@ class PostgresStore(SQLStore):
         conn = self._ensure()
         try:
             with conn.transaction():
-                (now,) = conn.execute(SQL["now"], self._p()).fetchone()
+                (now,) = conn.execute(SQL["now"], self._p()).fetchall()[0]
                 yield conn, now
         except psycopg.Error as e:
             raise self._fail(e) from None
@@ -288,7 +288,7 @@ class PostgresStore(SQLStore):
         conn = self._ensure()
         try:
             conn.execute(SQL["use_temporary_schema"])
-            (found,) = conn.execute(SQL["meta_exists"]).fetchone()
+            (found,) = conn.execute(SQL["meta_exists"]).fetchall()[0]
             if not found:
                 with conn.transaction():
                     for _, script in migrations("postgres"):
@@ -302,7 +302,7 @@ class PostgresStore(SQLStore):
             ids=[j.id for j in jobs], commands=[_text(j.command) for j in jobs],
             max_retries=[j.max_retries for j in jobs], priorities=[j.priority for j in jobs],
             run_ats=[j.run_at for j in jobs], delays=[round(j.delay * 1000) for j in jobs],
-            timeouts=[float(j.timeout) for j in jobs],
+            timeouts=[float(j.timeout or 0) for j in jobs],    # (filled in: never None)
             options=[options_json(j.options) for j in jobs],
             queues=[j.queue for j in jobs],
             blocked=[bool(blocked and blocked.get(j.id)) for j in jobs], channel=self.channel)
@@ -324,7 +324,7 @@ class PostgresStore(SQLStore):
                     inserted = {r[0] for r in conn.execute(SQL["enqueue_skip_existing"],
                                                            params)}
                     rest = [j for j in jobs if j.id not in inserted]
-                    found = dict(conn.execute(SQL["existing_commands"], {
+                    found: dict = dict(conn.execute(SQL["existing_commands"], {
                         "ids": [j.id for j in rest]}).fetchall()) if rest else {}
                     _, existed = skip_existing_jobs(rest, found)
         except psycopg.errors.UniqueViolation:
@@ -338,9 +338,9 @@ class PostgresStore(SQLStore):
         """enqueue() of a batch with dependencies: one transaction."""
         existed: list[str] = []
         with conn.transaction():
-            (now,) = conn.execute(SQL["now"], self._p()).fetchone()
+            (now,) = conn.execute(SQL["now"], self._p()).fetchall()[0]
             if skip_existing:
-                found = dict(conn.execute(SQL["existing_commands"], {
+                found: dict = dict(conn.execute(SQL["existing_commands"], {
                     "ids": [j.id for j in jobs]}).fetchall())
                 jobs, existed = skip_existing_jobs(jobs, found)
             blocked, deps, failed = self._plan(conn, jobs)
@@ -439,7 +439,7 @@ class PostgresStore(SQLStore):
             attempts=job.attempts, cancelled=CANCELLED_ERROR,
             duration=round(outcome.duration, 3))
         both = next_lease is not None and not self._limited
-        if both:
+        if both and next_lease is not None:
             params.update(lease=round(next_lease * 1000),
                           queues=list(queues) if queues else None)
         done = self._x("finish_claim" if both else "finish", params).fetchone()
@@ -540,7 +540,7 @@ class PostgresStore(SQLStore):
             conn.execute(SQL["application_name"], (f"queuectl worker {worker_id}"[:63],))
             (now,) = conn.execute(SQL["insert_worker"], self._p(
                 worker=worker_id, host=host, pid=pid,
-                lease=round(lease_timeout * 1000))).fetchone()
+                lease=round(lease_timeout * 1000))).fetchall()[0]
         except psycopg.Error as e:
             raise self._fail(e) from None
         self._identity = (worker_id, host, pid, now)

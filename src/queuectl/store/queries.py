@@ -32,7 +32,8 @@ def parse(text: str, source: str = "<sql>") -> list[Query]:
     without a description, a repeated name, an empty statement, or text
     before the first header (other than comments)."""
     out: list[Query] = []
-    name, description, body = None, None, []
+    body: list[str] = []
+    name, description = None, None
 
     def close() -> None:
         if name is None:

@@ -16,16 +16,21 @@ import os
 import select
 import sqlite3
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from queuectl.clock import SystemClock, iso
 from queuectl.errors import DuplicateJob, LeaseLost, StoreError
 from queuectl.model import Decision, Job, NewJob, Outcome, options_json
-from queuectl.store.base import (CANCEL, as_cancelled, detail_json, ending, migrations,
-                                 skip_existing_jobs)
-from queuectl.store.core import (APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL, Duplicate,
-                                 SQLStore)
+from queuectl.store.base import (
+    CANCEL,
+    as_cancelled,
+    detail_json,
+    ending,
+    migrations,
+    skip_existing_jobs,
+)
+from queuectl.store.core import APP, JOB_COLS, SCHEMA_VERSION, STALE_WORKER_TTL, Duplicate, SQLStore
 from queuectl.store.queries import load_queries
 from queuectl.store.watch import LeaseWatch
 
@@ -78,6 +83,7 @@ class SQLiteStore(SQLStore):
         self._identity = None                  # (host, pid, started) once registered
         self._watch = LeaseWatch()       # what the rescue has watched, and since when
         self._data_version = None
+        self._file_id: "tuple[int, int] | None" = None
         self.conn = self._connect()
         try:
             self._prepare(worker)

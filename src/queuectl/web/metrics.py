@@ -11,24 +11,33 @@ handles), and never go down when old jobs are purged.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from flask import Blueprint, current_app
+from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from queuectl import insight
 from queuectl.model import STATES
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from queuectl.store.base import Store
+    from queuectl.web.context import Stores
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 BATCH = 50_000        # events read per scrape at most (the rest next time)
 
 
 class Metrics:
-    def __init__(self, stores):
+    def __init__(self, stores: Stores):
         self.stores = stores
         self.lock = threading.Lock()
-        self.cursor = None            # seq of the last event counted
+        self.cursor: int | None = None     # seq of the last event counted
         self.attempts = dict.fromkeys(insight.OUTCOMES, 0)
         self.bucket_counts = [0] * len(BUCKETS)
         self.duration_sum = 0.0
@@ -39,7 +48,7 @@ class Metrics:
     def render(self) -> "tuple[bytes, str]":
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def _follow(self, store) -> None:
+    def _follow(self, store: Store) -> None:
         with self.lock:
             if self.cursor is None:
                 self.cursor = store.max_event_seq()
@@ -56,7 +65,7 @@ class Metrics:
                 if kind is None:
                     continue
                 self.attempts[kind] += 1
-                duration = insight._detail(detail).get("duration")
+                duration = insight.event_detail(detail).get("duration")
                 if duration is None:
                     continue
                 duration = float(duration)
@@ -67,7 +76,7 @@ class Metrics:
                         self.bucket_counts[i] += 1
                         break
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         store = self.stores.get()
         counts = store.counts()
         jobs = GaugeMetricFamily("queuectl_jobs", "Jobs in each state (all queues)",
@@ -92,7 +101,7 @@ class Metrics:
                 attempts.add_metric([kind], self.attempts[kind])
             yield attempts
             cumulative, buckets = 0, []
-            for bound, n in zip(BUCKETS, self.bucket_counts):
+            for bound, n in zip(BUCKETS, self.bucket_counts, strict=True):
                 cumulative += n
                 buckets.append((repr(float(bound)), cumulative))
             buckets.append(("+Inf", self.duration_count))
@@ -100,3 +109,13 @@ class Metrics:
                 "queuectl_job_duration_seconds",
                 "Run time of attempts ended since the dashboard started",
                 buckets=buckets, sum_value=self.duration_sum)
+
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def prometheus() -> ResponseReturnValue:
+    metrics: Metrics = current_app.extensions["queuectl_metrics"]
+    body, content_type = metrics.render()
+    return current_app.response_class(body, content_type=content_type)
