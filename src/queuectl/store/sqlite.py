@@ -67,9 +67,12 @@ def _runs(rows: list) -> "list[tuple[int, int]] | None":
     return runs
 
 
-def _queues(queues: "list[str] | None") -> "str | None":
-    """A worker's queues as the JSON array the statements read (None: all)."""
-    return json.dumps(list(queues)) if queues else None
+def _ready(now: int, queues: "list[str] | None") -> tuple:
+    """(statement name, parameters) of the claim's look for the best ready job:
+    of every queue, or (a JSON array of names) of a worker's queues only."""
+    if queues:
+        return "ready_in_queues", (now, json.dumps(list(queues)))
+    return "ready", (now,)
 
 
 class SQLiteStore(SQLStore):
@@ -409,7 +412,8 @@ class SQLiteStore(SQLStore):
             me = c.execute(SQL["worker_may_claim"], (worker_id,)).fetchone()
             if me is None or me[0]:
                 return None
-        row = c.execute(SQL["ready"], (now, _queues(queues))).fetchone()
+        name, params = _ready(now, queues)
+        row = c.execute(SQL[name], params).fetchone()
         if row is None:
             return None
         if ahead and not (row[3] == "pending" and row[4] == 0 and row[5] > 0
@@ -431,7 +435,8 @@ class SQLiteStore(SQLStore):
     def claim(self, worker_id: str, lease_timeout: float,
               queues: "list[str] | None" = None) -> "Job | None":
         # Look before locking: an empty queue costs no write lock.
-        if not self._read("ready", (self._now(), _queues(queues))):
+        name, params = _ready(self._now(), queues)
+        if not self._read(name, params):
             return None
         with self._write() as (c, now):
             return self._claim_in(c, worker_id, lease_timeout, now, queues)

@@ -153,7 +153,7 @@ UPDATE jobs SET cancel_requested = 1 WHERE id = :id;
 SELECT stop_requested FROM workers WHERE id = ?;
 
 -- name: ready
--- description: The claim's look for the best ready job (?1 now; ?2 the worker's queues as JSON, or NULL) outside paused queues and queues at their limit.
+-- description: The claim's look for the best ready job at ?1 (seq, JOB_COLS), outside paused queues and queues at their limit.
 SELECT seq, id, command, state, attempts, max_retries, priority, run_at, timeout,
        created_at, updated_at, started_at, finished_at, exit_code, last_error,
        worker_id, lease_expires_at, options, queue, blocked
@@ -162,7 +162,19 @@ WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= ?1
   AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 OR (max_running > 0
       AND max_running <= (SELECT count(*) FROM jobs r
                           WHERE r.state = 'processing' AND r.queue = queues.name)))
-  AND (?2 IS NULL OR queue IN (SELECT value FROM json_each(?2)))
+ORDER BY priority DESC, run_at, seq LIMIT 1;
+
+-- name: ready_in_queues
+-- description: ready, for a worker of some queues only (?2: their names as a JSON array).
+SELECT seq, id, command, state, attempts, max_retries, priority, run_at, timeout,
+       created_at, updated_at, started_at, finished_at, exit_code, last_error,
+       worker_id, lease_expires_at, options, queue, blocked
+FROM jobs INDEXED BY jobs_ready
+WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= ?1
+  AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 OR (max_running > 0
+      AND max_running <= (SELECT count(*) FROM jobs r
+                          WHERE r.state = 'processing' AND r.queue = queues.name)))
+  AND queue IN (SELECT value FROM json_each(?2))
 ORDER BY priority DESC, run_at, seq LIMIT 1;
 
 -- name: queue_limited
