@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+from collections import namedtuple
+from enum import Enum
 
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
@@ -22,6 +24,64 @@ PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
     "pending", "processing", "completed", "failed", "dead", "cancelled")
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
 TERMINAL = (COMPLETED, DEAD, CANCELLED)
+
+
+class _Str(str, Enum):
+    """A str Enum that is its value: equal, hashed, printed and formatted as it."""
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
+
+
+class State(_Str):
+    """A job's state (the values of STATES)."""
+    PENDING, PROCESSING, COMPLETED = PENDING, PROCESSING, COMPLETED
+    FAILED, DEAD, CANCELLED = FAILED, DEAD, CANCELLED
+
+
+class Action(_Str):
+    """What ends an attempt: a Decision's action."""
+    COMPLETE, RETRY, BURY, CANCEL = "complete", "retry", "bury", "cancel"
+
+
+class OutcomeKind(_Str):
+    """How an attempt ended: `succeeded` (exit 0), `exit` (non-zero), `signal` (one
+    it did not get from us), `timeout`, `start_failed`, `interrupted` (stopped by
+    the worker), `lease_expired` (a result its rescued job can no longer take)."""
+    SUCCEEDED, EXIT, SIGNAL, TIMEOUT = "succeeded", "exit", "signal", "timeout"
+    START_FAILED, INTERRUPTED, LEASE_EXPIRED = "start_failed", "interrupted", "lease_expired"
+
+
+class Outcome(namedtuple("Outcome", "kind exit_code error output truncated duration",
+                         defaults=(None, None, "", False, 0.0))):
+    """How one attempt ended (kind: an OutcomeKind), with its output's tail.
+    (A named tuple, not a dataclass: importing dataclasses costs a short CLI
+    command ~10 ms.)"""
+    __slots__ = ()
+    kind: str
+    exit_code: "int | None"
+    error: "str | None"
+    output: str
+    truncated: bool
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OutcomeKind.SUCCEEDED
+
+
+class Decision(namedtuple("Decision", "action delay", defaults=(0.0,))):
+    """An Action: `complete`, `retry` (after `delay` seconds), `bury` (to the DLQ), `cancel`."""
+    __slots__ = ()
+    action: str
+    delay: float
+
+
 # The whole state machine. The store's guarded statements implement exactly
 # these edges; the contract suite checks every change it sees against them.
 TRANSITIONS = {
@@ -35,6 +95,7 @@ TRANSITIONS = {
     (PENDING, CANCELLED): "cancel",
     (FAILED, CANCELLED): "cancel",
     (PROCESSING, CANCELLED): "cancel (the worker kills the command)",
+    (PROCESSING, PENDING): "release (a job claimed ahead given back before it started)",
 }
 
 EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",

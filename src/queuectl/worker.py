@@ -14,7 +14,7 @@ import time
 
 from queuectl import log, policy, runner
 from queuectl.errors import LeaseLost, QueueError
-from queuectl.runner import Outcome
+from queuectl.model import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
 
 TICK = 0.25           # seconds between checks while a job runs
