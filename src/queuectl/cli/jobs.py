@@ -11,6 +11,7 @@ from queuectl.clock import iso
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many, parse_one
 from queuectl.store import open_store, resolve_url
+from queuectl.text import visible
 
 # Not `typing.TYPE_CHECKING`, and argparse only for the checker: `enqueue`'s
 # fast path imports this module and neither of those (2-3 ms each).
@@ -283,11 +284,12 @@ def show(args: Namespace) -> int:
             v = "yes" if v else "no"
         elif isinstance(v, (list, dict)):
             v = json.dumps(v, ensure_ascii=False) if v else None
-        print(f"{k.ljust(width)}  {'-' if v is None else v}")
+        # One line a field, whatever the command or error holds (text.visible).
+        print(visible(f"{k.ljust(width)}  {'-' if v is None else v}", keep="\t"))
     if job.attempts or job.output:
         note = " (truncated: last 64 KiB)" if job.output_truncated else ""
         print(f"--- output of attempt {job.attempts}{note} ---")
-        out = job.output or ""
+        out = visible(job.output or "", keep="\n\t")
         sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
     return 0
 
@@ -298,7 +300,10 @@ def logs(args: Namespace) -> int:
     if job.output_truncated:
         print(f"queuectl: note: output of attempt {job.attempts} was truncated; "
               "this is its last 64 KiB", file=sys.stderr)
-    sys.stdout.write(job.output or "")
+    out = job.output or ""
+    # Byte-exact to a pipe or file; on a terminal, control characters are
+    # shown, not obeyed (newlines and tabs kept).
+    sys.stdout.write(visible(out, keep="\n\t") if sys.stdout.isatty() else out)
     return 0
 
 

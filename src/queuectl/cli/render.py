@@ -1,12 +1,16 @@
 """Rendering for the CLI: aligned text tables, key/value blocks and JSON.
 
 Read commands print either human text or (with --json) JSON only on stdout.
+Job data in text never holds a control character (text.visible): cells and
+one-line values escape them all; blocks of output keep newlines and tabs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from queuectl.text import visible
 
 TYPE_CHECKING = False     # (not typing's: `enqueue` does not import typing)
 if TYPE_CHECKING:
@@ -18,12 +22,13 @@ def emit_json(value: object) -> None:
 
 
 def one_line(text: "str | None", width: int = 0) -> str:
-    """Collapse newlines/tabs so a value fits one table cell; '-' for nothing."""
+    """Collapse newlines/tabs so a value fits one table cell; '-' for nothing.
+    Other control characters are shown escaped (\\x1b, \\r, \\u202e): a job's
+    command or error must not move the cursor or recolour the screen."""
     if text is None or text == "":
         return "-"
-    # (Control characters would drive the terminal: a job's command or
-    # error must not move the cursor or recolour the screen.)
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    flat = " ".join("".join(ch if ch.isprintable() else " "
+                            for ch in visible(str(text), keep="\n\t")).split())
     if width and len(flat) > width:
         flat = flat[: max(1, width - 1)] + "…"
     return flat
@@ -67,6 +72,7 @@ def fit(widths: list[int], flex: list[int], width: int) -> dict[int, int]:
 def table(headers: list[str], rows: list[list[str]], flex: "list[int] | None" = None) -> None:
     """Aligned columns. The `flex` columns (default: the last) are cut with '…'
     so that each line fits the terminal; off a terminal, at CAP characters."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     last = len(headers) - 1
     flex = [last] if flex is None else [i % len(headers) for i in flex]
     widths = [len(h) for h in headers]

@@ -13,6 +13,7 @@ from queuectl.clock import iso
 from queuectl.config import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.model import STATES
+from queuectl.text import visible
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ def _snapshot(store: Store) -> str:
                       [[(iso(r[4]) or "")[11:19], r[1], r[2],
                         render.one_line(insight.event_detail(r[6]).get("error") or r[3], 70)]
                        for r in failures])
-    return "\n".join(out) + "\n"
+    # (Commands and errors went through one_line; this covers the other cells.)
+    return visible("\n".join(out), keep="\n") + "\n"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
