@@ -434,6 +434,29 @@ class Store(ABC):
     @abstractmethod
     def config_set(self, key: str, value: Any) -> None: ...
 
+    # ------------------------------------------------------------ metrics
+    # Reads for /metrics (web/metrics.py), each one statement per scrape.
+
+    @abstractmethod
+    def metrics_jobs(self) -> list[tuple]:
+        """One pass over the jobs: (queue, state, jobs, ready, oldest ready
+        wait in ms or None) per queue and state. Ready: pending or failed, not
+        blocked, due now (paused queues are the caller's to leave out)."""
+
+    @abstractmethod
+    def metrics_paused(self) -> dict:
+        """{queue: paused?} of every queue that has settings (no job is read)."""
+
+    @abstractmethod
+    def metrics_workers(self) -> "tuple[int, int]":
+        """(busy, idle): live workers holding a running job, and the others."""
+
+    @abstractmethod
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        """`enqueued` and attempt- or job-ending events (ENDING_EVENTS) with
+        seq > `after_seq`, oldest first, at most `limit`, as (seq, queue,
+        event, at, worker_id, detail JSON)."""
+
 
 def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:
     """One schedules row as `schedule list --json` shows it."""

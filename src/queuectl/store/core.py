@@ -505,6 +505,22 @@ class SQLStore(Store):
     def config_set(self, key: str, value: Any) -> None:
         self._run("config_set", {"key": key, "value": json.dumps(value)})
 
+    # ------------------------------------------------------------ metrics
+    def metrics_jobs(self) -> list[tuple]:
+        return self._rows("metrics_jobs", self._p())
+
+    def metrics_paused(self) -> dict:
+        return {name: bool(paused) for name, paused, _ in self._rows("queue_settings")}
+
+    def metrics_workers(self) -> "tuple[int, int]":
+        by = {bool(busy): n for busy, n in self._rows("metrics_workers", self._p())}
+        return by.get(True, 0), by.get(False, 0)
+
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        return self._rows("metrics_events", {
+            "after": after_seq, "events": self._list(("enqueued", *ENDING_EVENTS)),
+            "limit": limit})
+
 
 __all__ = ["APP", "SCHEMA_VERSION", "STALE_WORKER_TTL", "JOB_COLS", "Duplicate", "SQLStore"]
 

@@ -570,3 +570,27 @@ SELECT key, value FROM config;
 -- name: config_set
 -- description: Set a config key (JSON value).
 INSERT OR REPLACE INTO config (key, value) VALUES (:key, :value);
+
+-- ==================================================================== metrics
+-- (/metrics: read at each scrape; see web/metrics.py)
+
+-- name: metrics_jobs
+-- description: Per queue and state: jobs, jobs ready to run at :now (not blocked, due), and the oldest ready job's wait in ms (one pass over jobs).
+SELECT queue, state, count(*),
+       sum(state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now),
+       :now - min(CASE WHEN state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now
+                       THEN run_at END)
+FROM jobs GROUP BY queue, state;
+
+-- name: metrics_workers
+-- description: Workers alive at :now, counted by whether they hold a running job (1) or not (0).
+SELECT w.id IN (SELECT j.worker_id FROM jobs j INDEXED BY jobs_running
+                WHERE j.state = 'processing'), count(*)
+FROM workers w WHERE w.expires_at >= :now GROUP BY 1;
+
+-- name: metrics_events
+-- description: Enqueues and attempt- or job-ending events (:events) after seq :after, oldest first, with the job's queue (a range of the primary key).
+SELECT e.seq, j.queue, e.event, e.at, e.worker_id, e.detail
+FROM events e JOIN jobs j ON j.id = e.job_id
+WHERE e.seq > :after AND e.event IN (SELECT value FROM json_each(:events))
+ORDER BY e.seq LIMIT :limit;
