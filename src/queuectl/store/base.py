@@ -438,14 +438,10 @@ class Store(ABC):
     # Reads for /metrics (web/metrics.py), each one statement per scrape.
 
     @abstractmethod
-    def metrics_jobs(self) -> list[tuple]:
-        """One pass over the jobs: (queue, state, jobs, ready, oldest ready
-        wait in ms or None) per queue and state. Ready: pending or failed, not
-        blocked, due now (paused queues are the caller's to leave out)."""
-
-    @abstractmethod
-    def metrics_paused(self) -> dict:
-        """{queue: paused?} of every queue that has settings (no job is read)."""
+    def metrics_ready(self) -> list[tuple]:
+        """(queue, jobs ready to run now, the oldest one's wait in ms) per queue
+        with any: pending or failed, not blocked, due (paused queues included:
+        leaving them out is the caller's). Reads only the ready jobs."""
 
     @abstractmethod
     def metrics_workers(self) -> "tuple[int, int]":

@@ -506,11 +506,8 @@ class SQLStore(Store):
         self._run("config_set", {"key": key, "value": json.dumps(value)})
 
     # ------------------------------------------------------------ metrics
-    def metrics_jobs(self) -> list[tuple]:
-        return self._rows("metrics_jobs", self._p())
-
-    def metrics_paused(self) -> dict:
-        return {name: bool(paused) for name, paused, _ in self._rows("queue_settings")}
+    def metrics_ready(self) -> list[tuple]:
+        return self._rows("metrics_ready", self._p())
 
     def metrics_workers(self) -> "tuple[int, int]":
         by = {bool(busy): n for busy, n in self._rows("metrics_workers", self._p())}

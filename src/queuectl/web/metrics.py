@@ -2,7 +2,8 @@
 
 Gauges (jobs per state, per queue and state, jobs ready to run and the oldest
 one's wait per queue, workers busy and idle) are read from the store at each
-scrape, in one pass over the jobs and one small read of the workers. The
+scrape: one pass over the jobs (per queue and state, as `queue list`), the
+ready jobs through their partial index, and the live workers. The
 counters and the histogram follow the event log: at its first scrape the
 dashboard remembers the newest event, and each scrape adds the enqueues and
 the attempts that ended since (one range read of the events' primary key,
@@ -148,31 +149,40 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         store = self.stores.get()
-        rows = store.metrics_jobs()
-        paused = store.metrics_paused()
+        queues = store.queues()               # one pass over the jobs, and the settings
+        ready = store.metrics_ready()         # the ready jobs only
         busy, idle = store.metrics_workers()
         with self.lock:
-            label_of = self.labels.see({r[0] for r in rows} | set(paused))
+            label_of = self.labels.see(q["name"] for q in queues)
             self._follow(store)
             for label in self.labels.all():
                 self._of(label)
-            yield from self._gauges(rows, paused, label_of, busy, idle)
+            yield from self._gauges(queues, ready, label_of, busy, idle)
             yield from self._counters()
 
-    def _gauges(self, rows: list, paused: dict, label_of: dict,
+    def _gauges(self, queues: list, ready_rows: list, label_of: dict,
                 busy: int, idle: int) -> Iterator[Metric]:
         labels = sorted(set(label_of.values()), key=lambda x: (x == OTHER_QUEUE, x))
         totals = dict.fromkeys(STATES, 0)
         per_queue = {(label, state): 0 for label in labels for state in STATES}
         ready = dict.fromkeys(labels, 0)
         oldest = dict.fromkeys(labels, 0.0)
-        for queue, state, n, n_ready, wait_ms in rows:
-            label = label_of[queue]
-            totals[state] += n
-            per_queue[label, state] += n
-            if n_ready and not paused.get(queue):
-                ready[label] += n_ready
-                oldest[label] = max(oldest[label], max(0, wait_ms) / 1000)
+        paused = set()
+        for q in queues:
+            label = label_of[q["name"]]
+            if q["paused"]:
+                paused.add(q["name"])
+            for state in STATES:
+                totals[state] += q[state]
+                per_queue[label, state] += q[state]
+        for queue, n, wait_ms in ready_rows:
+            # (A queue whose jobs all appeared since queues() was read is left
+            # to the next scrape.)
+            label = label_of.get(queue)
+            if label is None or queue in paused:
+                continue
+            ready[label] += n
+            oldest[label] = max(oldest[label], max(0, wait_ms) / 1000)
         jobs = GaugeMetricFamily("queuectl_jobs", "Jobs in each state (all queues)",
                                  labels=["state"])
         for state in STATES:

@@ -812,16 +812,13 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 -- ==================================================================== metrics
 -- (/metrics: read at each scrape; see web/metrics.py)
 
--- name: metrics_jobs
--- description: Per queue and state: jobs, jobs ready to run now (not blocked, due), and the oldest ready job's wait in ms (one pass over jobs).
+-- name: metrics_ready
+-- description: Per queue: jobs ready to run now (pending or failed, not blocked, due) and the oldest one's wait in ms (the jobs_due index: only ready jobs are read).
 WITH t AS (SELECT COALESCE(%(now)s::bigint,
                            (extract(epoch FROM statement_timestamp()) * 1000)::bigint) AS now)
-SELECT queue, state, count(*),
-       count(*) FILTER (WHERE state IN ('pending', 'failed') AND NOT blocked
-                        AND run_at <= t.now),
-       t.now - min(run_at) FILTER (WHERE state IN ('pending', 'failed') AND NOT blocked
-                                   AND run_at <= t.now)
-FROM queuectl_jobs, t GROUP BY queue, state, t.now;
+SELECT queue, count(*), min(t.now) - min(run_at) FROM queuectl_jobs, t
+WHERE state IN ('pending', 'failed') AND NOT blocked AND run_at <= t.now
+GROUP BY queue;
 
 -- name: metrics_workers
 -- description: Workers alive now, counted by whether they hold a running job (true) or not.

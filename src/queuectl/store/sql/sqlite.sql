@@ -574,13 +574,11 @@ INSERT OR REPLACE INTO config (key, value) VALUES (:key, :value);
 -- ==================================================================== metrics
 -- (/metrics: read at each scrape; see web/metrics.py)
 
--- name: metrics_jobs
--- description: Per queue and state: jobs, jobs ready to run at :now (not blocked, due), and the oldest ready job's wait in ms (one pass over jobs).
-SELECT queue, state, count(*),
-       sum(state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now),
-       :now - min(CASE WHEN state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now
-                       THEN run_at END)
-FROM jobs GROUP BY queue, state;
+-- name: metrics_ready
+-- description: Per queue: jobs ready to run at :now (pending or failed, not blocked, due) and the oldest one's wait in ms (the jobs_due index: only ready jobs are read).
+SELECT queue, count(*), :now - min(run_at) FROM jobs INDEXED BY jobs_due
+WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now
+GROUP BY queue;
 
 -- name: metrics_workers
 -- description: Workers alive at :now, counted by whether they hold a running job (1) or not (0).
