@@ -88,21 +88,22 @@ def test_api_and_metrics_against_a_real_server(cli):
     assert first[("queuectl_jobs", (("state", "completed"),))] == 4
     assert first[("queuectl_queue_jobs", (("queue", "web"), ("state", "completed")))] == 1
     assert first[("queuectl_workers_active", ())] == 0
-    assert first[("queuectl_attempts_total", (("outcome", "completed"),))] == 0, \
-        "counters start when the dashboard does"
+    assert first[("queuectl_attempts_total", (("outcome", "completed"), ("queue", "default")))] \
+        == 0, "counters start when the dashboard does"
     cli.ok("enqueue", "-", input="".join(
         json.dumps({"command": "true"}) + "\n" for _ in range(5)) +
         json.dumps({"command": "exit 1", "max_retries": 0}) + "\n")
     cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
     # (On PostgreSQL an event is counted once it is 5 s old: commits can land
     # out of seq order.)
-    second = wait_until(lambda: (lambda m: m if m[("queuectl_job_duration_seconds_count", ())]
-                                 == 6 else None)(scrape()), timeout=30,
-                        message="the new attempts counted")
-    assert second[("queuectl_attempts_total", (("outcome", "completed"),))] == 5
-    assert second[("queuectl_attempts_total", (("outcome", "failed"),))] == 1
-    assert second[("queuectl_job_duration_seconds_count", ())] == 6
-    assert second[("queuectl_job_duration_seconds_bucket", (("le", "+Inf"),))] == 6
+    default = (("queue", "default"),)
+    second = wait_until(lambda: (lambda m: m if m[("queuectl_job_duration_seconds_count",
+                                                   default)] == 6 else None)(scrape()),
+                        timeout=30, message="the new attempts counted")
+    assert second[("queuectl_attempts_total", (("outcome", "completed"), *default))] == 5
+    assert second[("queuectl_attempts_total", (("outcome", "failed"), *default))] == 1
+    assert second[("queuectl_job_duration_seconds_count", default)] == 6
+    assert second[("queuectl_job_duration_seconds_bucket", (("le", "+Inf"), *default))] == 6
     assert second[("queuectl_jobs", (("state", "completed"),))] == 9
 
 

@@ -434,6 +434,25 @@ class Store(ABC):
     @abstractmethod
     def config_set(self, key: str, value: Any) -> None: ...
 
+    # ------------------------------------------------------------ metrics
+    # Reads for /metrics (web/metrics.py), each one statement per scrape.
+
+    @abstractmethod
+    def metrics_ready(self) -> list[tuple]:
+        """(queue, jobs ready to run now, the oldest one's wait in ms) per queue
+        with any: pending or failed, not blocked, due (paused queues included:
+        leaving them out is the caller's). Reads only the ready jobs."""
+
+    @abstractmethod
+    def metrics_workers(self) -> "tuple[int, int]":
+        """(busy, idle): live workers holding a running job, and the others."""
+
+    @abstractmethod
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        """`enqueued` and attempt- or job-ending events (ENDING_EVENTS) with
+        seq > `after_seq`, oldest first, at most `limit`, as (seq, queue,
+        event, at, worker_id, detail JSON)."""
+
 
 def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:
     """One schedules row as `schedule list --json` shows it."""

@@ -505,6 +505,19 @@ class SQLStore(Store):
     def config_set(self, key: str, value: Any) -> None:
         self._run("config_set", {"key": key, "value": json.dumps(value)})
 
+    # ------------------------------------------------------------ metrics
+    def metrics_ready(self) -> list[tuple]:
+        return self._rows("metrics_ready", self._p())
+
+    def metrics_workers(self) -> "tuple[int, int]":
+        by = {bool(busy): n for busy, n in self._rows("metrics_workers", self._p())}
+        return by.get(True, 0), by.get(False, 0)
+
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        return self._rows("metrics_events", {
+            "after": after_seq, "events": self._list(("enqueued", *ENDING_EVENTS)),
+            "limit": limit})
+
 
 __all__ = ["APP", "SCHEMA_VERSION", "STALE_WORKER_TTL", "JOB_COLS", "Duplicate", "SQLStore"]
 

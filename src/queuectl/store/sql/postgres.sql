@@ -808,3 +808,30 @@ SELECT key, value FROM queuectl_config;
 -- description: Set a config key (JSON value).
 INSERT INTO queuectl_config (key, value) VALUES (%(key)s, %(value)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+-- ==================================================================== metrics
+-- (/metrics: read at each scrape; see web/metrics.py)
+
+-- name: metrics_ready
+-- description: Per queue: jobs ready to run now (pending or failed, not blocked, due) and the oldest one's wait in ms (the jobs_due index: only ready jobs are read).
+WITH t AS (SELECT COALESCE(%(now)s::bigint,
+                           (extract(epoch FROM statement_timestamp()) * 1000)::bigint) AS now)
+SELECT queue, count(*), min(t.now) - min(run_at) FROM queuectl_jobs, t
+WHERE state IN ('pending', 'failed') AND NOT blocked AND run_at <= t.now
+GROUP BY queue;
+
+-- name: metrics_workers
+-- description: Workers alive now, counted by whether they hold a running job (true) or not.
+SELECT w.id IN (SELECT j.worker_id FROM queuectl_jobs j WHERE j.state = 'processing'),
+       count(*)
+FROM queuectl_workers w
+WHERE w.expires_at >= COALESCE(%(now)s::bigint,
+                               (extract(epoch FROM statement_timestamp()) * 1000)::bigint)
+GROUP BY 1;
+
+-- name: metrics_events
+-- description: Enqueues and attempt- or job-ending events (%(events)s) after seq %(after)s, oldest first, with the job's queue (a range of the primary key).
+SELECT e.seq, j.queue, e.event, e.at, e.worker_id, e.detail
+FROM queuectl_events e JOIN queuectl_jobs j ON j.id = e.job_id
+WHERE e.seq > %(after)s::bigint AND e.event = ANY(%(events)s::text[])
+ORDER BY e.seq LIMIT %(limit)s;

@@ -570,3 +570,25 @@ SELECT key, value FROM config;
 -- name: config_set
 -- description: Set a config key (JSON value).
 INSERT OR REPLACE INTO config (key, value) VALUES (:key, :value);
+
+-- ==================================================================== metrics
+-- (/metrics: read at each scrape; see web/metrics.py)
+
+-- name: metrics_ready
+-- description: Per queue: jobs ready to run at :now (pending or failed, not blocked, due) and the oldest one's wait in ms (the jobs_due index: only ready jobs are read).
+SELECT queue, count(*), :now - min(run_at) FROM jobs INDEXED BY jobs_due
+WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= :now
+GROUP BY queue;
+
+-- name: metrics_workers
+-- description: Workers alive at :now, counted by whether they hold a running job (1) or not (0).
+SELECT w.id IN (SELECT j.worker_id FROM jobs j INDEXED BY jobs_running
+                WHERE j.state = 'processing'), count(*)
+FROM workers w WHERE w.expires_at >= :now GROUP BY 1;
+
+-- name: metrics_events
+-- description: Enqueues and attempt- or job-ending events (:events) after seq :after, oldest first, with the job's queue (a range of the primary key).
+SELECT e.seq, j.queue, e.event, e.at, e.worker_id, e.detail
+FROM events e JOIN jobs j ON j.id = e.job_id
+WHERE e.seq > :after AND e.event IN (SELECT value FROM json_each(:events))
+ORDER BY e.seq LIMIT :limit;
