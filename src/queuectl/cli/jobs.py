@@ -235,12 +235,14 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     if last is not None and args.limit is not None:
         raise InvalidInput("give --limit N (the oldest N) or --last N (the newest N), not both")
     limit = args.limit if args.limit is not None else (0 if args.json else 100)
+    queues = [ops.queue_name(q) for q in getattr(args, "queues", None) or ()] or None
     with open_db(args) as store:
         if last is not None:
-            jobs = store.list_jobs(state, last, newest_first=True)[::-1] if last else []
+            jobs = (store.list_jobs(state, last, newest_first=True, queues=queues)[::-1]
+                    if last else [])
             limit = 0
         else:
-            jobs = store.list_jobs(state, limit + 1 if limit else 0)
+            jobs = store.list_jobs(state, limit + 1 if limit else 0, queues=queues)
     more = bool(limit) and len(jobs) > limit
     jobs = jobs[:limit] if limit else jobs
     if args.json:
@@ -248,7 +250,9 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     elif jobs:
         render.table(headers, [row(j) for j in jobs], flex)
     else:
-        print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
+        print("no jobs" + (f" in state {state}" if state else "") +
+              (f" in queue{'s' if len(queues) > 1 else ''} {', '.join(queues)}"
+               if queues else ""), file=sys.stderr)
     if more:
         print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all, "
               "--last N for the newest)", file=sys.stderr)
