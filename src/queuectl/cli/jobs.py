@@ -61,10 +61,19 @@ def describe_db(url: str) -> str:
     return os.path.abspath(url)
 
 
-def open_db(args: Namespace, *, create: bool = False, **kw: Any) -> Store:
+def open_db(args: Namespace, *, create: bool = False, quiet: bool = False,
+            **kw: Any) -> Store:
     """Open the database. Read-only commands pass create=False: a database
-    that does not exist yet then reads as empty and no file is made."""
-    return open_store(db_url(args), create=create, **kw)
+    that does not exist yet then reads as empty and no file is made, and
+    (unless `quiet`) a line on stderr says so, naming the file: a command run
+    in the wrong directory is not silently answered by an empty queue."""
+    url = db_url(args)
+    if not create and not quiet and not url.startswith(("postgresql://", "postgres://")):
+        import os
+        path = describe_db(url)
+        if url not in (":memory:", "sqlite://:memory:") and not os.path.exists(path):
+            print(f"queuectl: no queue at {path} yet", file=sys.stderr)
+    return open_store(url, create=create, **kw)
 
 
 def read_input(args: Namespace, limit: int | None = None) -> str:
@@ -173,7 +182,20 @@ def wait(args: Namespace) -> int:
                 raise InvalidInput(f"job {i} not found") from None
         dead_before = store.counts()["dead"] if args.all else 0
         last_line = 0.0
+        seen, since, told = None, time.monotonic(), set()
         while True:
+            # Nothing has changed for STALL seconds: say once why, if we can see it.
+            look = store.counts() if args.all else [store.get_job(i).state for i in ids]
+            if look != seen:
+                seen, since = look, time.monotonic()
+            elif time.monotonic() - since >= STALL:
+                since = float("inf")            # (looked; look again after a change)
+                for reason in stall_reasons(store, None if args.all else ids, args):
+                    if reason not in told:
+                        told.add(reason)
+                        if tty and args.all:
+                            sys.stdout.write("\n")
+                        print(f"queuectl: wait: {reason}", file=sys.stderr, flush=True)
             if args.all:
                 counts = store.counts()
                 left = counts["pending"] + counts["failed"] + counts["processing"]
@@ -209,6 +231,48 @@ def wait(args: Namespace) -> int:
                 return 124
             time.sleep(0.1 if deadline is None else
                        max(0.0, min(0.1, deadline - time.monotonic())))
+
+
+#: Seconds without any change before `wait` looks for why nothing moves.
+STALL = 2.0
+
+
+def stall_reasons(store: Store, ids: list[str] | None, args: Namespace) -> list[str]:
+    """Why the jobs `ids` (None: every unfinished job) may not move: no
+    active worker on this database, their queue paused, a dependency that
+    ended dead or cancelled (or waits in a paused queue)."""
+    reasons = []
+    paused = {q["name"] for q in store.queues() if q["paused"]}
+    if ids is None:
+        waiting_in = {q["name"] for q in store.queues() if q["pending"] + q["failed"]}
+        left = bool(waiting_in) or store.counts()["processing"] > 0
+        blocked: list = []
+    else:
+        jobs = [store.get_job(i) for i in ids]
+        jobs = [j for j in jobs if j.state not in TERMINAL]
+        waiting_in = {j.queue for j in jobs if j.state != "processing"}
+        left = bool(jobs)
+        blocked = [j for j in jobs if j.blocked]
+    if not left:
+        return []
+    if not store.active_workers():
+        reasons.append(f"no active worker on this database ({describe_db(db_url(args))}); "
+                       "jobs wait until one starts (queuectl worker start)")
+    for name in sorted(waiting_in & paused):
+        reasons.append(f"queue {name} is paused; its jobs wait (queuectl queue resume {name})")
+    for job in blocked:
+        for dep_id in job.after or ():
+            try:
+                dep = store.get_job(dep_id)
+            except NotFound:
+                continue
+            if dep.state in ("dead", "cancelled"):
+                reasons.append(f"job {job.id} waits for job {dep_id}, which is {dep.state} "
+                               f"(queuectl requeue {dep_id})")
+            elif dep.state != "completed" and dep.queue in paused:
+                reasons.append(f"job {job.id} waits for job {dep_id}, whose queue "
+                               f"{dep.queue} is paused")
+    return reasons
 
 
 def status(args: Namespace) -> int:
