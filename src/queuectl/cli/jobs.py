@@ -185,7 +185,7 @@ def wait(args: Namespace) -> int:
         seen, since, told = None, time.monotonic(), set()
         while True:
             # Nothing has changed for STALL seconds: say once why, if we can see it.
-            look = store.counts() if args.all else [store.get_job(i).state for i in ids]
+            look: Any = store.counts() if args.all else [store.get_job(i).state for i in ids]
             if look != seen:
                 seen, since = look, time.monotonic()
             elif time.monotonic() - since >= STALL:
@@ -197,7 +197,7 @@ def wait(args: Namespace) -> int:
                             sys.stdout.write("\n")
                         print(f"queuectl: wait: {reason}", file=sys.stderr, flush=True)
             if args.all:
-                counts = store.counts()
+                counts = look
                 left = counts["pending"] + counts["failed"] + counts["processing"]
                 done = counts["completed"] + counts["dead"] + counts["cancelled"]
                 now = time.monotonic()
@@ -219,7 +219,7 @@ def wait(args: Namespace) -> int:
                           f"{counts['cancelled']} cancelled")
                     return 1 if dead > 0 else 0
             else:
-                states = {i: store.get_job(i).state for i in ids}
+                states = dict(zip(ids, look, strict=True))
                 if all(st in TERMINAL for st in states.values()):
                     for i in ids:
                         print(f"{i} {states[i]}")
