@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from argparse import Namespace
     from collections.abc import Callable
+    from contextlib import AbstractContextManager
     from typing import Any
 
     from queuectl.model import Job
@@ -61,19 +62,38 @@ def describe_db(url: str) -> str:
     return os.path.abspath(url)
 
 
+class _Missing:
+    """A store opened on a database that does not exist (it reads as empty):
+    when the `with` block ends without an error, a line on stderr says so,
+    naming the file. (Not when it fails: an error stays one line.)"""
+
+    def __init__(self, store: Store, path: str):
+        self.store, self.path = store, path
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.store.close()
+        if kind is None:
+            print(f"queuectl: no queue at {self.path} yet", file=sys.stderr, flush=True)
+
+
 def open_db(args: Namespace, *, create: bool = False, quiet: bool = False,
-            **kw: Any) -> Store:
-    """Open the database. Read-only commands pass create=False: a database
-    that does not exist yet then reads as empty and no file is made, and
-    (unless `quiet`) a line on stderr says so, naming the file: a command run
-    in the wrong directory is not silently answered by an empty queue."""
+            **kw: Any) -> AbstractContextManager[Store]:
+    """Open the database, for a `with` block. Read-only commands pass
+    create=False: a database that does not exist yet then reads as empty and
+    no file is made, and (unless `quiet`) a line on stderr says so, naming the
+    file: a command run in the wrong directory is not silently answered by an
+    empty queue."""
     url = db_url(args)
+    store = open_store(url, create=create, **kw)
     if not create and not quiet and not url.startswith(("postgresql://", "postgres://")):
         import os
         path = describe_db(url)
         if url not in (":memory:", "sqlite://:memory:") and not os.path.exists(path):
-            print(f"queuectl: no queue at {path} yet", file=sys.stderr)
-    return open_store(url, create=create, **kw)
+            return _Missing(store, path)
+    return store
 
 
 def read_input(args: Namespace, limit: int | None = None) -> str:
