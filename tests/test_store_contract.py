@@ -919,6 +919,13 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
         ended += [("r1", "completed"), ("r2", "pending"), ("r3", "cancelled")]
     else:
         expected.discard(("processing", "pending"))            # no claim ahead, no release
+    store.enqueue([NewJob("q", "true", max_retries=1, priority=10)])
+    job = store.claim("w2", 30)
+    store.finish(job, Outcome("succeeded", 0), COMPLETE)
+    assert store.requeue("q") == "completed"                   # completed -> pending
+    assert store.requeue("c1") == "cancelled"                  # cancelled -> pending
+    ended += [("q", "pending"), ("c1", "pending")]
+    ended.remove(("c1", "cancelled"))
 
     for job_id, final in ended:
         state = "new"
