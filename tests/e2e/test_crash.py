@@ -88,7 +88,10 @@ def test_sigkill_mid_job_is_rescued_while_the_survivor_is_busy(cli, tmp_path):
     _setup(cli)
     # The survivor takes a long job first ...
     busy_log = tmp_path / "busy.log"
-    cli.enqueue(id="long", command="sleep 7; echo long-done")
+    # (It runs until the test lets it end, however slowly the machine goes.)
+    release = tmp_path / "release-long"
+    cli.enqueue(id="long", command=f"while [ ! -e {release} ]; do sleep 0.05; done; "
+                                   "echo long-done")
     busy = start_logged(cli, busy_log, "--count", "1")
     busy_id = _wait_held_by(cli, "long")["worker_id"]
     # ... then two more supervisors each take a job that will crash.
@@ -122,6 +125,7 @@ def test_sigkill_mid_job_is_rescued_while_the_survivor_is_busy(cli, tmp_path):
             assert rescued["attempts"] == 1
 
         # When the long job ends, the same worker runs the rescued jobs to completion.
+        release.touch()
         long = cli.wait_state("long", "completed", timeout=10)
         assert long["attempts"] == 1 and long["output"] == "long-done\n"
         for name in ("sup", "power"):

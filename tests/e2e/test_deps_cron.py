@@ -76,17 +76,27 @@ def test_cancel_racing_the_claim(cli):
     cli.ok("enqueue", "-", input="".join(
         json.dumps({"id": i, "command": "sleep 1", "max_retries": 3}) + "\n" for i in ids))
     p = cli.start("--count", "3", "--quiet")
-    said = {}
-    # One cancel surely meets a running job ...
-    running = wait_until(lambda: cli.json("list", "--state", "processing"), timeout=20,
-                         message="a running job")[0]["id"]
-    r = cli.run("cancel", running)
-    said[running] = r.stdout.split()[0] if r.returncode == 0 else r.returncode
-    # ... the rest, shuffled, meet jobs waiting, being claimed, running and done.
-    rng = random.Random(7)
-    for job_id in rng.sample([i for i in ids if i != running], n - 1):
+    said: dict = {}
+
+    def cancel(job_id):
         r = cli.run("cancel", job_id)
         said[job_id] = r.stdout.split()[0] if r.returncode == 0 else r.returncode
+        return said[job_id]
+
+    def cancel_a_running_job():
+        # (On a slow machine a job seen running may end before the cancel lands:
+        # then the next running one is tried.)
+        for job in cli.json("list", "--state", "processing"):
+            if job["id"] not in said and cancel(job["id"]) == "cancelling":
+                return job["id"]
+        return None
+
+    # One cancel surely meets a running job ...
+    running = wait_until(cancel_a_running_job, timeout=20, message="a cancel to meet a running job")
+    # ... the rest, shuffled, meet jobs waiting, being claimed, running and done.
+    rng = random.Random(7)
+    for job_id in rng.sample([i for i in ids if i not in said], n - len(said)):
+        cancel(job_id)
     wait_until(lambda: cli.json("status")["jobs"]["processing"] == 0 and
                cli.json("status")["jobs"]["pending"] == 0, timeout=30, message="all ended")
     p.send_signal(signal.SIGTERM)

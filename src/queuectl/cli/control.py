@@ -48,7 +48,11 @@ def cancel_all(args: Namespace) -> int:
                 f"this would cancel {running} running job{'' if running == 1 else 's'} "
                 f"(of {len(found)}); their commands would be killed: add --yes, or "
                 "--state pending --state failed to cancel only waiting ones")
-        cancelled, cancelling = store.cancel_many([i for i, _ in found], running=args.yes)
+        # Waiting jobs first: a running job cancelled first would free its
+        # worker to claim the next job of the list before that one's cancel.
+        ids = [i for i, state in found if state != "processing"] + \
+              [i for i, state in found if state == "processing"]
+        cancelled, cancelling = store.cancel_many(ids, running=args.yes)
     if args.json:
         render.emit_json({"cancelled": cancelled, "cancelling": cancelling})
         return 0
