@@ -19,6 +19,30 @@ OUTPUT_CAP = 64 * 1024   # bytes of output kept per attempt (the tail)
 KILL_GRACE = 1.0         # seconds between SIGTERM and SIGKILL
 SHELL = "/bin/sh"
 
+# Every signal back to its default disposition in the job, none blocked: the
+# worker ignores SIGPIPE (Python does), SIGINT and SIGHUP (the supervisor
+# relays them) and SIGXFSZ, and exec keeps what is ignored. (glibc's two
+# reserved signals, 32 and 33, are not in valid_signals; SIGKILL and SIGSTOP
+# cannot be changed.)
+DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+def no_inherited_fds() -> None:
+    """Mark every descriptor above 2 close-on-exec, so that a job gets only
+    0, 1 and 2. The worker's own descriptors are close-on-exec already
+    (Python's, SQLite's, libpq's); this catches those it inherited from
+    whatever started it (a service manager, a shell, a test harness)."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, 1024)
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass     # (the listing's own fd, closed by now)
+
 
 @dataclass
 class Outcome:
@@ -100,7 +124,7 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                           (os.POSIX_SPAWN_DUP2, w, 1),
                           (os.POSIX_SPAWN_DUP2, w, 2)],
-            setsid=True)
+            setsid=True, setsigdef=DEFAULT_SIGNALS, setsigmask=())
     except (OSError, ValueError) as e:
         os.close(r)
         os.close(w)

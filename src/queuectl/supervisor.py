@@ -18,13 +18,24 @@ import sys
 import time
 import traceback
 
-from queuectl import log
+from queuectl import log, runner
 from queuectl.errors import StoreError
 from queuectl.store import open_store
 from queuectl.worker import Worker   # imported before fork: children share it
 
 # SIGHUP (the terminal or ssh session went away) stops workers like SIGTERM.
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def job_db(url: str) -> str:
+    """QUEUECTL_DB for the jobs: the worker's database, an SQLite path made
+    absolute (a job may run in another directory)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
+    if url.startswith("sqlite://") and path.startswith("//"):
+        path = path[1:]
+    return os.path.abspath(path)
 
 
 def _log(msg: str) -> None:
@@ -61,6 +72,7 @@ class Supervisor:
             _log("killing running jobs; they will be retried")
 
     def run(self) -> int:
+        runner.no_inherited_fds()      # jobs get fds 0-2 only
         for s in SIGNALS:
             signal.signal(s, self._on_signal)
         for slot in range(self.count):
@@ -163,7 +175,7 @@ class Supervisor:
             return 0
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
                         quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host,
-                        queues=self.queues)
+                        queues=self.queues, db=job_db(self.url))
         signal.signal(signal.SIGTERM, worker.on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         try:

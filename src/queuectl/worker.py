@@ -37,7 +37,7 @@ class Worker:
     def __init__(self, store, worker_id: str, *, burst: bool = False,
                  parent_pid: "int | None" = None, quiet: bool = False,
                  wake_fds: tuple = (), host: "str | None" = None,
-                 queues: "list[str] | None" = None):
+                 queues: "list[str] | None" = None, db: "str | None" = None):
         self.store = store
         self.id = worker_id
         self.burst = burst
@@ -59,6 +59,7 @@ class Worker:
         self._batch_at = 0.0     # when the jobs taken ahead were claimed (monotonic)
         self.cfg = store.config()
         self.base_env = dict(os.environ)
+        self.db = db      # QUEUECTL_DB for the jobs: they talk to the queue running them
         now = time.monotonic()
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10,
@@ -161,6 +162,8 @@ class Worker:
         opts = job.options or {}
         env = self.base_env.copy()
         env.update(opts.get("env") or {})
+        if self.db is not None:
+            env["QUEUECTL_DB"] = self.db
         env["QUEUECTL_JOB_ID"] = job.id
         env["QUEUECTL_ATTEMPT"] = str(job.attempts)
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
