@@ -100,7 +100,10 @@ class _Tail:
 
 def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
         tick_interval: float = 0.25, cap: int = OUTPUT_CAP,
-        kill_grace: float = KILL_GRACE, cwd: "str | None" = None) -> Outcome:
+        kill_grace: float = KILL_GRACE, cwd: "str | None" = None,
+        record=None) -> Outcome:
+    """`record` (an orphans.Record): where the job's process group is noted
+    while its shell runs, for whoever outlives a dead worker."""
     started = time.monotonic()
     here = None
     r, w = os.pipe()
@@ -118,6 +121,7 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             where = "the worker's own directory" if here is None else repr(cwd)
             return Outcome("start_failed", error=f"cannot run in directory {where}: "
                                                  f"{e.strerror or e}")
+    lo = record.before_spawn() if record is not None else 0
     try:
         pid = os.posix_spawn(
             SHELL, [SHELL, "-c", command], env,
@@ -135,11 +139,15 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             os.fchdir(here)
             os.close(here)
     os.close(w)
+    if record is not None:
+        record.started(pid, lo)
     proc = _Proc(pid, r, cap)
     try:
         kind, reason = proc.wait(started, timeout, tick, tick_interval, kill_grace)
     finally:
         proc.close()
+        if record is not None:
+            record.ended()
     duration = time.monotonic() - started
     output, truncated = proc.tail.text()
     code = os.waitstatus_to_exitcode(proc.status)

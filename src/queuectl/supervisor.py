@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 
-from queuectl import log, runner
+from queuectl import log, orphans, runner
 from queuectl.errors import StoreError
 from queuectl.store import open_store
 from queuectl.worker import Worker   # imported before fork: children share it
@@ -57,6 +57,8 @@ class Supervisor:
         # Children hold only the read end: it reads as closed the moment the
         # supervisor dies, however it dies, which wakes idle workers at once.
         self.life_r, self.life_w = os.pipe()
+        # Where the workers note their jobs' process groups (orphans.py).
+        self.rundir = orphans.runtime_dir(self.host, job_db(url))
 
     def _on_signal(self, signum, frame) -> None:
         self.signals += 1
@@ -90,6 +92,9 @@ class Supervisor:
             slot = self.children.pop(pid, None)
             if slot is None:
                 continue
+            if orphans.kill_recorded(self.rundir, pid):
+                _log(f"worker pid {pid} died while running a job; killed the job's "
+                     "processes (the job is handed back)")
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
                 if self.signals == 0:

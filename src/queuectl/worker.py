@@ -12,7 +12,7 @@ import select
 import socket
 import time
 
-from queuectl import log, policy, runner
+from queuectl import log, orphans, policy, runner
 from queuectl.errors import LeaseLost, QueueError
 from queuectl.runner import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
@@ -60,6 +60,9 @@ class Worker:
         self.cfg = store.config()
         self.base_env = dict(os.environ)
         self.db = db      # QUEUECTL_DB for the jobs: they talk to the queue running them
+        # Where this host's workers note their jobs' process groups (orphans.py).
+        self.rundir = orphans.runtime_dir(self.host, db) if db is not None else None
+        self.record = None
         now = time.monotonic()
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10,
@@ -89,6 +92,8 @@ class Worker:
     def run(self) -> int:
         self.store.register_worker(self.id, self.host, os.getpid(),
                                    self.cfg["lease_timeout"])
+        if self.rundir is not None:
+            self.record = orphans.Record(self.rundir, self.id)
         self.log("started")
         try:
             job, waited = None, False
@@ -138,6 +143,8 @@ class Worker:
             # Deregistering while still holding a job (an orphan, whose command
             # has been killed) lets the other workers rescue it at once.
             self.store.deregister_worker(self.id)
+            if self.record is not None:
+                self.record.close()
             self.log("stopped")
         return 1 if self.failed else 0
 
@@ -178,7 +185,8 @@ class Worker:
             self.cancelling = True
         else:
             outcome = runner.run(job.command, env, timeout=job.timeout,
-                                 tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"))
+                                 tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"),
+                                 record=self.record)
         if self.orphaned:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
                      "for rescue", always=True)
@@ -474,6 +482,12 @@ class Worker:
                 nxt["schedule"] = now + SCHEDULE_EVERY
                 self.fire_schedules()
             if now >= nxt["rescue"]:
+                # Dead workers of this host first: their jobs' processes are
+                # killed, and their rows go, so the rescue below takes their
+                # jobs back at once (and no job runs while its old run lives).
+                for dead in orphans.sweep(self.rundir, self.store.deregister_worker):
+                    self.log(f"worker {dead} died; its job's processes are killed",
+                             always=True)
                 for job in self.store.rescue_expired(self._decide_lost):
                     self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",
                              always=True)

@@ -111,7 +111,7 @@ def rescue_error(job: Job, seen: int, gone: "bool | None" = None) -> str:
         gone = job.lease_expires_at >= seen
     if not gone:
         return f"lease expired: no heartbeat from worker {job.worker_id}"
-    return f"worker {job.worker_id} exited without finishing the job"
+    return f"worker {job.worker_id} died or exited without finishing the job"
 
 
 def detail_json(**kw) -> "str | None":
