@@ -27,6 +27,11 @@ LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_time
 SHORT_JOB = 0.02      # seconds: after a job this short, the next claim takes more ahead
 RELEASE_AFTER = 0.2   # seconds: a job running this long gives back the jobs taken ahead
 MAX_AHEAD = 64        # claim_ahead is capped here
+STOP_BURST = 0.5      # seconds: stop signals this close together count as one
+# A command that dies of one of these (or exits 128 + one of them) while its
+# worker is stopping was interrupted by the stop (a service manager signals
+# every process): handed back, not counted as a failure.
+STOP_SIGNALS = (1, 2, 15)     # SIGHUP, SIGINT, SIGTERM
 
 
 def heartbeat_interval(lease_timeout: float) -> float:
@@ -49,6 +54,7 @@ class Worker:
         self.queues = list(queues) if queues else None      # None: every queue
         self.cancelling = False
         self.stop_mode: "str | None" = None      # None, "graceful", "hard"
+        self._stop_signal_at: "float | None" = None   # monotonic time of the first stop signal
         self.orphaned = False
         self.lease_lost = False
         self.job = None
@@ -81,11 +87,18 @@ class Worker:
 
     # ------------------------------------------------------------ signals
     def on_sigterm(self, signum, frame) -> None:
+        """SIGTERM, SIGINT or SIGHUP: the first asks for a graceful stop. One
+        signal sent to a whole process group (or by a service manager to every
+        process) reaches a worker more than once, directly and relayed by the
+        supervisor: signals within STOP_BURST seconds of the first count as
+        one. A separate one, later, is a hard stop."""
+        now = time.monotonic()
         if self.stop_mode is None:
             self.stop_mode = "graceful"
+            self._stop_signal_at = now
             if self.job is not None:
                 self.log(f"stopping after job {self.job.id} finishes", always=True)
-        else:
+        elif self._stop_signal_at is None or now - self._stop_signal_at >= STOP_BURST:
             self.stop_mode = "hard"
 
     # ------------------------------------------------------------ main loop
@@ -191,6 +204,10 @@ class Worker:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
                      "for rescue", always=True)
             return None, False
+        if self.stop_mode is not None and self._stopped_by_signal(outcome):
+            outcome = Outcome("interrupted", outcome.exit_code,
+                              f"interrupted: the worker was stopping ({outcome.error})",
+                              outcome.output, outcome.truncated, outcome.duration)
         result = None
         if self.lease_lost:
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
@@ -202,12 +219,27 @@ class Worker:
                                                   self.cfg,
                                                   fatal=opts.get("fatal_exit_codes") or ()))
         self.job = None
+        if result is not None and result[1].kind == "interrupted" and not self.cancelling:
+            # Stopping: record what ran before it, give back what waits, and
+            # hand this one back (the attempt is not charged).
+            if self.ahead:
+                self._release()
+            if self.unrecorded:
+                self._record_all(False, 0)
+            self._record(*result)
+            return None, False
         limit = self._claim_ahead()
         if not (limit or self.ahead or self.unrecorded):
             return (self._record(*result) if result else None), False
         if result:
             self.unrecorded.append(result)
         return self._next_job(outcome.duration if result else SHORT_JOB, limit)
+
+    @staticmethod
+    def _stopped_by_signal(outcome) -> bool:
+        if outcome.kind == "signal":
+            return any(f"signal {n} " in (outcome.error or "") for n in STOP_SIGNALS)
+        return outcome.kind == "exit" and outcome.exit_code in [128 + n for n in STOP_SIGNALS]
 
     def _cancelled_while_waiting(self, job) -> bool:
         try:
@@ -319,6 +351,11 @@ class Worker:
         while True:
             more = self.stop_mode is None and not self.orphaned
             try:
+                if outcome.kind == "interrupted" and decision.action == "retry":
+                    self.store.hand_back(job, outcome)
+                    self.log(f"job {job.id} interrupted by the stop ({outcome.error}); "
+                             "handed back for an immediate retry (the attempt is not charged)")
+                    return None
                 nxt = self.store.finish(job, outcome, decision,
                                         self.cfg["lease_timeout"] if more else None,
                                         self.queues)

@@ -204,6 +204,16 @@ class Store(ABC):
         by that worker. If `next_lease` is given, claims the next job for the
         same worker in the same transaction and returns it."""
 
+    def hand_back(self, job: Job, outcome) -> None:
+        """An attempt interrupted by its worker's stop (the command killed by
+        the stop, or by the signal that stopped the worker): back to `failed`,
+        due now, and the attempt is not charged: `max_retries` grows by one
+        (attempt numbers stay unique), so it neither buries the job nor uses
+        up a retry. Event `retry_scheduled`
+        (detail `interrupted`). A job whose cancel was requested ends
+        cancelled instead; LeaseLost if the job is no longer held."""
+        self.finish(job, outcome, _Decision("retry"))
+
     #: Whether workers may claim jobs ahead (config `claim_ahead`): several
     #: in one transaction, run one after another, recorded together (see
     #: finish_all, release and docs/ARCHITECTURE.md, "Claiming ahead").

@@ -156,6 +156,27 @@ ev AS (
 SELECT state, has_dependents FROM done
 """
 
+# An interrupted attempt handed back (Store.hand_back): it is not charged
+# (max_retries + 1), so it uses up no retry.
+SQL_HAND_BACK = f"""
+WITH done AS (
+    UPDATE queuectl_jobs
+    SET state = 'failed', updated_at = {NOW}, run_at = {NOW},
+        max_retries = CASE WHEN max_retries < 2147483647 THEN max_retries + 1
+                           ELSE max_retries END,
+        finished_at = NULL, exit_code = %(exit_code)s::bigint, last_error = %(error)s::text,
+        lease_expires_at = NULL, output = %(output)s::text,
+        output_truncated = %(truncated)s::boolean
+    WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+          AND attempts = %(attempts)s::bigint AND NOT cancel_requested
+    RETURNING id, updated_at)
+INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
+SELECT id, 'retry_scheduled', %(attempts)s::bigint, updated_at, %(worker)s::text,
+       json_build_object('error', %(error)s::text, 'duration', %(duration)s::float8,
+                         'run_at', {_iso_sql('updated_at')}, 'interrupted', true)::text
+FROM done
+"""
+
 # A worker's usual step: record a result and claim its next job in one
 # statement, one round trip (the claim only if the finish matched, and only
 # while no queue has a limit; see PostgresStore.finish).
@@ -769,6 +790,18 @@ class PostgresStore(Store):
         if next_lease is not None:
             return self.claim(job.worker_id, next_lease, queues)
         return None
+
+    def hand_back(self, job: Job, outcome) -> None:
+        cur = self._x(SQL_HAND_BACK, self._p(
+            exit_code=outcome.exit_code, error=_text(outcome.error),
+            output=_text(outcome.output) or None, truncated=bool(outcome.truncated),
+            id=job.id, worker=job.worker_id, attempts=job.attempts,
+            duration=round(outcome.duration, 3)))
+        if cur.rowcount != 1:
+            # Cancelled meanwhile (it ends cancelled), or no longer ours (LeaseLost).
+            super().hand_back(job, outcome)
+            return
+        self._notify("retry")
 
     def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
         lease = round(lease_timeout * 1000)

@@ -94,6 +94,14 @@ SQL_FINISH = (
     "exit_code = ?, last_error = ?, lease_expires_at = NULL, cancel_requested = 0, output = ?, "
     "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
     "AND attempts = ?")
+# An interrupted attempt handed back (Store.hand_back): it is not charged
+# (max_retries + 1), so it uses up no retry.
+SQL_HAND_BACK = (
+    "UPDATE jobs SET state = 'failed', max_retries = CASE WHEN max_retries < 2147483647 "
+    "THEN max_retries + 1 ELSE max_retries END, updated_at = ?, run_at = ?, "
+    "finished_at = NULL, exit_code = ?, last_error = ?, lease_expires_at = NULL, output = ?, "
+    "output_truncated = ? WHERE id = ? AND state = 'processing' AND worker_id = ? "
+    "AND attempts = ? AND cancel_requested = 0")
 # Running jobs with what the rescue watches: the lease, the heartbeat of the
 # holder (NULL: its worker row is gone), and the holder's lease term.
 SQL_RUNNING = (
@@ -640,6 +648,20 @@ class SQLiteStore(Store):
             if next_lease is not None:
                 return self._claim_in(c, job.worker_id, next_lease, now, queues)
         return None
+
+    def hand_back(self, job: Job, outcome) -> None:
+        with self._write() as (c, now):
+            cur = c.execute(SQL_HAND_BACK, (
+                now, now, outcome.exit_code, outcome.error, outcome.output or None,
+                int(outcome.truncated), job.id, job.worker_id, job.attempts))
+            if cur.rowcount == 1:
+                c.execute(SQL_INSERT_EVENT, (
+                    job.id, "retry_scheduled", job.attempts, now, job.worker_id,
+                    detail_json(error=outcome.error, duration=round(outcome.duration, 3),
+                                run_at=iso(now), interrupted=True)))
+                return
+        # Cancelled meanwhile (it ends cancelled), or no longer ours (LeaseLost).
+        super().hand_back(job, outcome)
 
     can_claim_ahead = True
 
