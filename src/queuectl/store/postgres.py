@@ -126,20 +126,23 @@ SQL_CLAIM_LOCKED = SQL_CLAIM.replace("{guard}", "")
 
 # A cancel requested while the attempt ended (and not in time to kill it) wins
 # over a retry or the DLQ: `c` is "this attempt ends cancelled".
+# The cancel flag is read from the row being updated (j.cancel_requested), not
+# from a separate scan: under READ COMMITTED, an UPDATE that waited for a
+# concurrent cancel's row lock re-reads only its target row, so a flag read
+# elsewhere would miss that cancel (reported `cancelling`, then retried).
 SQL_FINISH = f"""
 WITH done AS (
     UPDATE queuectl_jobs j
-    SET state = CASE WHEN c THEN 'cancelled' ELSE %(state)s::text END,
+    SET state = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed') THEN 'cancelled' ELSE %(state)s::text END,
         updated_at = {NOW},
-        finished_at = CASE WHEN %(state)s::text = 'failed' AND NOT c THEN NULL ELSE {NOW} END,
-        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT c
+        finished_at = CASE WHEN %(state)s::text = 'failed' AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
+                           THEN NULL ELSE {NOW} END,
+        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
                       THEN {NOW} + %(delay)s::bigint ELSE j.run_at END,
         exit_code = %(exit_code)s::bigint,
-        last_error = CASE WHEN c THEN %(cancelled)s::text ELSE %(error)s::text END,
+        last_error = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed') THEN %(cancelled)s::text ELSE %(error)s::text END,
         lease_expires_at = NULL, output = %(output)s::text,
         output_truncated = %(truncated)s::boolean, cancel_requested = false
-    FROM (SELECT j2.cancel_requested AND %(state)s::text <> 'completed' AS c
-          FROM queuectl_jobs j2 WHERE j2.id = %(id)s::text) AS flag
     WHERE j.id = %(id)s::text AND j.state = 'processing' AND j.worker_id = %(worker)s::text
           AND j.attempts = %(attempts)s::bigint
     RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error,
