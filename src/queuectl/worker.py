@@ -63,6 +63,8 @@ class Worker:
         self.ahead: list = []
         self.unrecorded: list = []
         self._batch_at = 0.0     # when the jobs taken ahead were claimed (monotonic)
+        self._held_renewed = 0.0  # when their reservations were last renewed (monotonic)
+        self._hold_doubt = False  # a release failed: start no job taken ahead
         self.cfg = store.config()
         self.base_env = dict(os.environ)
         self.db = db      # QUEUECTL_DB for the jobs: they talk to the queue running them
@@ -120,6 +122,13 @@ class Worker:
                         job = self.adopt()
                     if self.orphaned or (self.stop_mode and job is None):
                         break
+                    if job is None and self.ahead:
+                        # Jobs taken ahead that a failed release kept: give
+                        # them back before claiming more.
+                        self._release()
+                        if self.ahead:
+                            time.sleep(1.0)
+                            continue
                     if job is None:
                         job = self.store.claim(self.id, self.cfg["lease_timeout"],
                                                self.queues)
@@ -176,6 +185,15 @@ class Worker:
         """Run one claimed job (`waited`: one taken ahead); record the result
         (or, while jobs taken ahead wait, keep it for one transaction with
         theirs). Returns the next job to run, if any."""
+        if job.state == "pending":        # taken ahead (reserved, not claimed)
+            why = self._cannot_start(job)
+            if why:
+                self.log(f"job {job.id}: {why}; not starting it", always=True)
+                return self._next_job(0.0, self._claim_ahead())
+            # Taken ahead: its attempt starts now (recorded with its end, or
+            # when it turns out long; see tick()).
+            job.attempts += 1
+            job.started_at = self.store.now_ms()
         self.job, self.lease_lost, self.cancelling = job, False, False
         self._renewed = self._started = time.monotonic()
         self._next["stop"] = min(self._next["stop"], time.monotonic() + STOP_CHECK)
@@ -189,13 +207,6 @@ class Worker:
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
         if self.stop_mode == "hard":
             outcome = Outcome("interrupted", error="interrupted: worker was stopped")
-        elif waited and time.time() * 1000 - job.started_at > STOP_CHECK * 1000 and \
-                self._cancelled_while_waiting(job):
-            # Taken ahead, and cancelled while it waited its turn. (One that
-            # waited less is treated as if it was running: cancel flags are
-            # read every STOP_CHECK seconds.)
-            outcome = Outcome("interrupted", error="cancelled before it started")
-            self.cancelling = True
         else:
             outcome = runner.run(job.command, env, timeout=job.timeout,
                                  tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"),
@@ -226,13 +237,23 @@ class Worker:
                 self._release()
             if self.unrecorded:
                 self._record_all(False, 0)
-            self._record(*result)
+            if job.state == "pending":
+                # Taken ahead and not yet marked running: its reservation
+                # ends, and it is pending as if it had never started.
+                job.attempts -= 1
+                self.ahead.insert(0, job)
+                self._release()
+                self.log(f"job {job.id} interrupted by the stop; given back")
+            else:
+                self._record(*result)
             return None, False
         limit = self._claim_ahead()
         if not (limit or self.ahead or self.unrecorded):
             return (self._record(*result) if result else None), False
         if result:
             self.unrecorded.append(result)
+            # Said now, in the order the jobs ran (recorded with the next claim).
+            self.log(self._describe(*result))
         return self._next_job(outcome.duration if result else SHORT_JOB, limit)
 
     @staticmethod
@@ -241,12 +262,32 @@ class Worker:
             return any(f"signal {n} " in (outcome.error or "") for n in STOP_SIGNALS)
         return outcome.kind == "exit" and outcome.exit_code in [128 + n for n in STOP_SIGNALS]
 
-    def _cancelled_while_waiting(self, job) -> bool:
+    def _cannot_start(self, job) -> "str | None":
+        """Why a job taken ahead must not start now (None: it may). Its
+        reservation must still be ours for sure: renewed (or taken) less than
+        LEASE_MARGIN x lease_timeout ago by our monotonic clock (a worker
+        frozen longer may have lost it), and still ours in the database, its
+        queue not paused. Jobs that cannot be checked are given back."""
+        lease = float(self.cfg["lease_timeout"])
+        if time.monotonic() - max(self._batch_at, self._held_renewed) > LEASE_MARGIN * lease:
+            self.ahead.insert(0, job)
+            self._release()
+            return ("its reservation may have run out (the worker was frozen or the "
+                    "database slow); given back")
         try:
-            return self.store.cancel_requested(job.id)
+            state = self.store.held_state(self.id, job)
         except QueueError as e:
-            self._db_trouble(e)       # (read again by the next stop check)
-            return False
+            self._db_trouble(e)
+            self.ahead.insert(0, job)
+            self._release()        # (kept, to give back later, if this fails too)
+            return "the database could not confirm it is still ours; given back"
+        if state == "paused":
+            self.ahead.insert(0, job)
+            self._release()
+            return f"queue {job.queue} was paused while it waited; given back"
+        if state != "ok":
+            return "cancelled, or taken by another worker, while it waited"
+        return None
 
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the next (config claim_ahead, where
@@ -260,13 +301,7 @@ class Worker:
         results wait to be recorded with it), or record what ran and claim
         again, taking more ahead after a short job (`took` seconds)."""
         more = self.stop_mode is None and not self.orphaned
-        if self.ahead and time.monotonic() - self._batch_at > \
-                heartbeat_interval(self.cfg["lease_timeout"]):
-            # The batch is older than a heartbeat interval (the worker was
-            # frozen, or the database slow): a rescue may have taken some of
-            # it back. Start only jobs still ours.
-            self._keep_held()
-        if self.ahead and more and took < SHORT_JOB and len(self.unrecorded) <= limit and \
+        if self.ahead and more and not self._hold_doubt and took < SHORT_JOB and len(self.unrecorded) <= limit and \
                 all(j.attempts <= j.max_retries for j, _, _ in self.unrecorded):
             # (An unrecorded result is lost if the worker dies: only while a
             # rescue would retry its job, never bury it.)
@@ -274,32 +309,25 @@ class Worker:
         if self.ahead and not more:
             self._release()
         ahead = limit if took < SHORT_JOB else 0
+        at = time.monotonic()        # (before the claim: the reservations end later)
         claimed = self._record_all(more and not self.ahead, ahead)
         if self.ahead:
+            if not more or self._hold_doubt:
+                return None, False     # a release that failed: retried by run()
             return self.ahead.pop(0), True
         if claimed:
-            self.ahead, self._batch_at = claimed[1:], time.monotonic()
+            self.ahead, self._batch_at = claimed[1:], at
             return claimed[0], False
         return None, False
-
-    def _keep_held(self) -> None:
-        try:
-            held = {j.id for j in self.store.held_by(self.id)}
-        except QueueError as e:
-            self._db_trouble(e)
-            held = set()        # unsure: start none of them; the rescue retries them
-        lost = [j for j in self.ahead if j.id not in held]
-        self.ahead = [j for j in self.ahead if j.id in held]
-        for job in lost:
-            self.log(f"job {job.id}: taken back by a rescue before it started; "
-                     "not running it", always=True)
 
     def _release(self) -> None:
         """Give back the jobs taken ahead (a stop, or a long job holding them)."""
         jobs, self.ahead = self.ahead, []
         try:
             self.store.release(self.id, jobs)
+            self._hold_doubt = False
         except QueueError as e:
+            self._hold_doubt = True
             # Still ours (their leases are renewed with our heartbeat): keep
             # them, to run or to give back on a later try.
             self._db_trouble(e)
@@ -336,8 +364,6 @@ class Worker:
             if job in lost:
                 self.log(f"job {job.id}: lease lost before the result was recorded; "
                          "result discarded", always=True)
-            else:
-                self.log(self._describe(job, outcome, decision))
         self.unrecorded = []
         return claimed
 
@@ -417,6 +443,19 @@ class Worker:
     def tick(self):
         """Called by the runner while a job runs; a returned reason kills the job."""
         self.housekeeping()
+        job = self.job
+        if job is not None and job.state == "pending" and \
+                time.monotonic() - self._started > RELEASE_AFTER:
+            # Taken ahead, and not short after all: it is running, so the
+            # database says so now (`processing`, its real start), before
+            # the jobs waiting behind it are given back.
+            try:
+                if self.store.start_held(self.id, job, self.cfg["lease_timeout"]):
+                    job.state = "processing"
+                else:
+                    self.lease_lost = True
+            except QueueError as e:
+                self._db_trouble(e)      # (tried again at the next tick)
         if (self.ahead or self.unrecorded) and \
                 time.monotonic() - self._started > RELEASE_AFTER:
             # Not a short job after all: other workers may take the jobs
@@ -479,10 +518,12 @@ class Worker:
                 nxt["config"] = now + CONFIG_EVERY
             if now >= nxt["beat"]:
                 job = self.job
-                # (Between jobs taken ahead, naming one renews them all.)
-                held = self.store.heartbeat(
-                    self.id, job.id if job else self.ahead[0].id if self.ahead else None,
-                    self.cfg["lease_timeout"])
+                running = job is not None and job.state == "processing"
+                reserved = [j.id for j in self.ahead] + (
+                    [job.id] if job is not None and not running else [])
+                held = self.store.heartbeat(self.id, job.id if running else None,
+                                            self.cfg["lease_timeout"], reserved)
+                self._held_renewed = now
                 if not held:
                     self.lease_lost = True
                 elif job is not None:

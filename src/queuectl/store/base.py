@@ -229,15 +229,31 @@ class Store(ABC):
         raise NotImplementedError
 
     def release(self, worker_id: str, jobs: list) -> None:
-        """Give back jobs claimed ahead that never started: pending again, as
-        if never claimed (one that was cancelled meanwhile ends cancelled)."""
+        """Give back jobs taken ahead that never started: their reservations
+        end (they stayed `pending` throughout; one cancelled meanwhile is
+        `cancelled` already)."""
+        raise NotImplementedError
+
+    def held_state(self, worker_id: str, job: Job) -> str:
+        """Read just before a job taken ahead starts: "ok" (still reserved by
+        `worker_id`, its queue not paused), "paused" (reserved, but its queue
+        is paused: give it back), or "gone" (cancelled, or taken by another
+        worker once the reservation had expired: never start it)."""
+        raise NotImplementedError
+
+    def start_held(self, worker_id: str, job: Job, lease_timeout: float) -> bool:
+        """A job taken ahead that has run for a while (job.started_at: when
+        its command started; job.attempts: this attempt's number) becomes
+        `processing` with a lease, event `processing` at its start. False if
+        its reservation was lost (then the worker kills the command)."""
         raise NotImplementedError
 
     @abstractmethod
     def heartbeat(self, worker_id: str, job_id: "str | None",
-                  lease_timeout: float) -> bool:
-        """Renew the worker's heartbeat and its job's lease. Returns False if
-        the worker no longer holds `job_id` (it was rescued meanwhile)."""
+                  lease_timeout: float, held=()) -> bool:
+        """Renew the worker's heartbeat, its jobs' leases and the reservations
+        of the jobs `held` (ids taken ahead). Returns False if the worker no
+        longer holds `job_id` (it was rescued meanwhile)."""
 
     def settle_dependents(self) -> int:
         """Repair: settle blocked jobs whose dependencies have all ended (a

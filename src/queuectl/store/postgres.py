@@ -38,7 +38,7 @@ from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTE
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIGRATION_LOCK = 0x71756575_6374_6c   # advisory lock key taken while migrating
 STALE_WORKER_TTL = 3_600_000          # ms a dead worker's row is kept after it expired
 RECONNECT_MAX = 5.0                   # longest pause between reconnection attempts (s)
@@ -806,7 +806,9 @@ class PostgresStore(Store):
             return
         self._notify("retry")
 
-    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float,
+                  held=()) -> bool:
+        # (`held` is always empty here: this backend does not claim ahead.)
         lease = round(lease_timeout * 1000)
         if self._identity is not None and self._identity[0] == worker_id:
             # An upsert: a row swept as stale while we were frozen comes back.

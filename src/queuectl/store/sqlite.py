@@ -27,7 +27,7 @@ from queuectl.store.base import (CANCEL, CANCELLED_ERROR, ENDING_EVENTS, IMPORTE
 from queuectl.cron import firing_id
 
 APP = "queuectl"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT = 30.0      # seconds a writer waits for the lock before failing
 POLL_INTERVAL = 0.025    # idle workers look for new commits this often (~0.8% of a core)
 RESCUE_PATIENCE = 100    # ms: a rescuer that waited longer for the lock looks again later
@@ -67,7 +67,33 @@ SQL_READY = (
     f"SELECT seq, {JOB_COLS} FROM jobs INDEXED BY jobs_ready "
     "WHERE state IN ('pending', 'failed') AND blocked = 0 "
     f"AND run_at <= ? AND queue NOT IN ({SQL_BLOCKED}) {{only}} "
-    "ORDER BY priority DESC, run_at, seq LIMIT 1")
+    f"AND {{free}} ORDER BY priority DESC, run_at, seq LIMIT 1")
+# A pending job taken ahead is reserved (schema version 6): reserved_by names
+# the worker holding it, reserved_until is the reservation's end, renewed by
+# that worker's heartbeat. It stays `pending`; others skip it while the
+# reservation lasts and its worker's row exists. (Only reserved rows, few,
+# ever evaluate the subquery.)
+SQL_FREE = ("(reserved_until IS NULL OR reserved_until < {now} OR NOT EXISTS "
+            "(SELECT 1 FROM workers w WHERE w.id = jobs.reserved_by))")
+SQL_RESERVE = (
+    "UPDATE jobs SET reserved_by = ?, reserved_until = ? "
+    "WHERE seq = ? AND state = 'pending' AND attempts = 0")
+SQL_UNRESERVE = (
+    "UPDATE jobs SET reserved_by = NULL, reserved_until = NULL "
+    "WHERE id = ? AND state = 'pending' AND reserved_by = ?")
+SQL_HELD = "state = 'pending' AND reserved_by = ? AND attempts = ?"
+# A job taken ahead starts running for long (Store.start_held) ...
+SQL_START_HELD = (
+    "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
+    "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL, "
+    "cancel_requested = 0, output = NULL, output_truncated = 0, reserved_by = NULL, "
+    f"reserved_until = NULL WHERE id = ? AND {SQL_HELD}")
+# ... or its whole attempt, start to end, is recorded at once (finish_all).
+SQL_FINISH_HELD = (
+    "UPDATE jobs SET state = ?, attempts = attempts + 1, worker_id = ?, started_at = ?, "
+    "updated_at = ?, finished_at = ?, run_at = ?, exit_code = ?, last_error = ?, "
+    "lease_expires_at = NULL, cancel_requested = 0, output = ?, output_truncated = ?, "
+    f"reserved_by = NULL, reserved_until = NULL WHERE id = ? AND {SQL_HELD}")
 
 
 def _only(queues: "list[str] | None") -> tuple:
@@ -80,14 +106,14 @@ def _only(queues: "list[str] | None") -> tuple:
 def _ready(queues: "list[str] | None") -> tuple:
     """(SQL, extra parameters) of the claim's look for the best ready job."""
     only, extra = _only(queues)
-    return SQL_READY.format(only=only), extra
+    return SQL_READY.format(only=only, free=SQL_FREE.format(now="?1")), extra
 
 
 
 SQL_CLAIM = (
     "UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?, "
     "started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL, "
-    "cancel_requested = 0, "
+    "cancel_requested = 0, reserved_by = NULL, reserved_until = NULL, "
     "output = NULL, output_truncated = 0 WHERE seq = ? AND state IN ('pending', 'failed')")
 SQL_FINISH = (
     "UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?, "
@@ -596,6 +622,13 @@ class SQLiteStore(Store):
             # the next in line: order is kept, nothing is scanned for.
             return None
         lease = now + round(lease_timeout * 1000)
+        if ahead:
+            # Reserved, not claimed: still `pending` to everyone else (no
+            # attempt, no event, no start) until it really starts.
+            c.execute(SQL_RESERVE, (worker_id, lease, row[0]))
+            job = Job(*row[1:])
+            job.worker_id = worker_id          # (in memory only: who holds it)
+            return job
         c.execute(SQL_CLAIM, (worker_id, now, now, lease, row[0]))
         job = Job(*row[1:])
         job.state, job.attempts, job.worker_id = "processing", job.attempts + 1, worker_id
@@ -670,7 +703,10 @@ class SQLiteStore(Store):
         lost, claimed = [], []
         with self._write() as (c, now):
             for job, outcome, decision in results:
-                if not self._finish_in(c, now, job, outcome, decision):
+                done = (self._finish_held_in(c, now, job, outcome, decision)
+                        if job.state == "pending" else
+                        self._finish_in(c, now, job, outcome, decision))
+                if not done:
                     lost.append(job)
             if next_lease is not None:
                 job = self._claim_in(c, worker_id, next_lease, now, queues)
@@ -682,24 +718,61 @@ class SQLiteStore(Store):
         return claimed, lost
 
     def release(self, worker_id: str, jobs: list) -> None:
-        from queuectl.runner import Outcome
+        # Taken ahead and never started: still pending, only the reservation
+        # goes. (One cancelled meanwhile is `cancelled` already.)
         with self._write() as (c, now):
             for job in jobs:
-                cur = c.execute(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, worker_id = NULL, "
-                    "started_at = NULL, lease_expires_at = NULL, updated_at = ? "
-                    "WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = 1 "
-                    "AND cancel_requested = 0", (now, job.id, worker_id))
-                if cur.rowcount == 1:
-                    # As if never claimed: the claim's event goes too.
-                    c.execute("DELETE FROM events WHERE job_id = ? AND event = 'processing' "
-                              "AND attempt = 1 AND worker_id = ?", (job.id, worker_id))
-                else:
-                    # Cancelled while it waited its turn (or no longer ours).
-                    self._finish_in(c, now, job, as_cancelled(
-                        Outcome("interrupted", error="cancelled before it started")), CANCEL)
+                c.execute(SQL_UNRESERVE, (job.id, worker_id))
 
-    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+    def _finish_held_in(self, c, now: int, job: Job, outcome, decision) -> bool:
+        """A job taken ahead whose whole attempt ran while it was reserved:
+        its start (event `processing` at job.started_at) and its end, at once.
+        False if the reservation was lost (cancelled, or taken by another
+        worker after it expired)."""
+        row = c.execute("SELECT has_dependents FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        if row is None:
+            return False
+        state, event, run_at, finished = ending(decision, job, now)
+        error = None if state == "completed" else outcome.error
+        cur = c.execute(SQL_FINISH_HELD, (
+            state, job.worker_id, job.started_at, now, finished, run_at, outcome.exit_code,
+            error, outcome.output or None, int(outcome.truncated), job.id, job.worker_id,
+            job.attempts - 1))
+        if cur.rowcount != 1:
+            return False
+        c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, job.started_at,
+                                     job.worker_id, None))
+        c.execute(SQL_INSERT_EVENT, (
+            job.id, event, job.attempts, now, job.worker_id,
+            detail_json(exit_code=outcome.exit_code, error=error,
+                        duration=round(outcome.duration, 3),
+                        run_at=iso(run_at) if state == "failed" else None)))
+        if row[0] and state != "failed":
+            self._settle(c, [job.id], now)
+        return True
+
+    def held_state(self, worker_id: str, job: Job) -> str:
+        rows = self._read(
+            f"SELECT {SQL_HELD}, "
+            "EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused = 1) "
+            "FROM jobs WHERE id = ?", (worker_id, job.attempts, job.id))
+        if not rows or not rows[0][0]:
+            return "gone"
+        return "paused" if rows[0][1] else "ok"
+
+    def start_held(self, worker_id: str, job: Job, lease_timeout: float) -> bool:
+        with self._write() as (c, now):
+            cur = c.execute(SQL_START_HELD, (
+                worker_id, job.started_at, now, now + round(lease_timeout * 1000), job.id,
+                worker_id, job.attempts - 1))
+            if cur.rowcount != 1:
+                return False
+            c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, job.started_at,
+                                         worker_id, None))
+        return True
+
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float,
+                  held=()) -> bool:
         lease = round(lease_timeout * 1000)
         with self._write() as (c, now):
             cur = c.execute("UPDATE workers SET heartbeat_at = ?, expires_at = ? WHERE id = ?",
@@ -708,11 +781,19 @@ class SQLiteStore(Store):
                 # Our row was swept as stale (we were frozen): register again.
                 host, pid, started = self._identity
                 c.execute(SQL_INSERT_WORKER, (worker_id, host, pid, started, now, now + lease))
-            if job_id is None:
+            if held:
+                # Reservations of the jobs it has taken ahead.
+                c.execute(f"UPDATE jobs SET reserved_until = ? WHERE id IN ({_marks(len(held))}) "
+                          "AND state = 'pending' AND reserved_by = ?",
+                          (now + lease, *held, worker_id))
+            if job_id is None and not held:
                 return True
-            # Every job the worker holds: the one running and any taken ahead.
+            # Every job the worker holds: the one running and any ended
+            # whose result is not recorded yet.
             c.execute("UPDATE jobs SET lease_expires_at = ? WHERE state = 'processing' "
                       "AND worker_id = ?", (now + lease, worker_id))
+            if job_id is None:
+                return True
             return c.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'processing' "
                              "AND worker_id = ?", (job_id, worker_id)).fetchone() is not None
 
@@ -1029,12 +1110,28 @@ class SQLiteStore(Store):
 
     def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
         only, extra = _only(queues)
-        (due,) = self._read("SELECT min(run_at) FROM jobs INDEXED BY jobs_due "
-                            "WHERE state IN ('pending', 'failed') AND blocked = 0 "
-                            f"AND queue NOT IN ({SQL_BLOCKED}) {only}", extra)[0]
+        now = self._now()
+        # In run_at order up to the first job not reserved by a live worker
+        # (reserved jobs, taken ahead, are few): a reserved one is due for
+        # others when its reservation ends.
+        rows = self._read("SELECT run_at, CASE WHEN reserved_until IS NULL THEN NULL "
+                          f"WHEN {SQL_FREE.format(now='?')} THEN NULL "
+                          "ELSE reserved_until END FROM jobs INDEXED BY jobs_due "
+                          "WHERE state IN ('pending', 'failed') AND blocked = 0 "
+                          f"AND queue NOT IN ({SQL_BLOCKED}) {only} ORDER BY run_at LIMIT 65",
+                          (now, *extra))
+        due = None
+        for run_at, reserved_until in rows:
+            at = run_at if reserved_until is None else max(run_at, reserved_until)
+            due = at if due is None else min(due, at)
+            if reserved_until is None:
+                break
+        else:
+            if len(rows) == 65:
+                due = min(due, rows[-1][0])
         if due is None:
             return None
-        return max(0.0, (due - self._now()) / 1000)
+        return max(0.0, (due - now) / 1000)
 
     def wait_for_change(self, timeout: float, wake_fds=()) -> None:
         end = time.monotonic() + timeout
