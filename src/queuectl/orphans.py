@@ -79,12 +79,18 @@ class Record:
     def __init__(self, directory: "str | None", worker_id: str):
         self.fd = None
         self.path = None
+        self.previous = None
         self.worker_id = worker_id
         st = _stat(os.getpid())
         self.me = f"v1 {os.getpid()} {st[2] if st else 0}"
         if directory is None:
             return
         self.path = os.path.join(directory, str(os.getpid()))
+        # A record left under our pid by a dead worker (pids are reused)
+        # that no sweep has seen yet: ours replaces it, so the caller deals
+        # with it first.
+        old = read(self.path)
+        self.previous = old if old is not None and old["worker_id"] != worker_id else None
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                               0o600)

@@ -109,6 +109,13 @@ class Worker:
                                    self.cfg["lease_timeout"])
         if self.rundir is not None:
             self.record = orphans.Record(self.rundir, self.id)
+            prev = self.record.previous
+            if prev is not None:       # a dead worker's, under our (reused) pid
+                orphans.kill_group(prev)
+                try:
+                    self.store.deregister_worker(prev["worker_id"])
+                except QueueError as e:
+                    self._db_trouble(e)     # (its jobs are rescued by lease)
         self.log("started")
         try:
             job, waited = None, False
@@ -301,7 +308,8 @@ class Worker:
         results wait to be recorded with it), or record what ran and claim
         again, taking more ahead after a short job (`took` seconds)."""
         more = self.stop_mode is None and not self.orphaned
-        if self.ahead and more and not self._hold_doubt and took < SHORT_JOB and len(self.unrecorded) <= limit and \
+        if self.ahead and more and not self._hold_doubt and took < SHORT_JOB and \
+                len(self.unrecorded) <= limit and \
                 all(j.attempts <= j.max_retries for j, _, _ in self.unrecorded):
             # (An unrecorded result is lost if the worker dies: only while a
             # rescue would retry its job, never bury it.)

@@ -740,7 +740,9 @@ class SQLiteStore(Store):
             job.attempts - 1))
         if cur.rowcount != 1:
             return False
-        c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, job.started_at,
+        # (The event at the commit, like every event: `at` grows with seq;
+        # the job's started_at is its real start.)
+        c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, now,
                                      job.worker_id, None))
         c.execute(SQL_INSERT_EVENT, (
             job.id, event, job.attempts, now, job.worker_id,
@@ -767,7 +769,7 @@ class SQLiteStore(Store):
                 worker_id, job.attempts - 1))
             if cur.rowcount != 1:
                 return False
-            c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, job.started_at,
+            c.execute(SQL_INSERT_EVENT, (job.id, "processing", job.attempts, now,
                                          worker_id, None))
         return True
 
