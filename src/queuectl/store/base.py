@@ -244,8 +244,9 @@ class Store(ABC):
     def start_held(self, worker_id: str, job: Job, lease_timeout: float) -> bool:
         """A job taken ahead that has run for a while (job.started_at: when
         its command started; job.attempts: this attempt's number) becomes
-        `processing` with a lease, event `processing` at its start. False if
-        its reservation was lost (then the worker kills the command)."""
+        `processing` with a lease and that started_at (event `processing`,
+        at the commit). False if its reservation was lost (then the worker
+        kills the command)."""
         raise NotImplementedError
 
     @abstractmethod
