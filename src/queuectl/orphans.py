@@ -91,12 +91,21 @@ class Record:
         # with it first.
         old = read(self.path)
         self.previous = old if old is not None and old["worker_id"] != worker_id else None
-        try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                              0o600)
-            self._write(0, 0, 0)
-        except OSError:
-            self.fd = None
+        for _ in range(2):
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                  | os.O_CLOEXEC, 0o600)
+                self._write(0, 0, 0)
+                break
+            except FileNotFoundError:
+                # The last worker of this database removed the directory
+                # just now (see close): make it again.
+                try:
+                    os.makedirs(directory, mode=0o700, exist_ok=True)
+                except OSError:
+                    break
+            except OSError:
+                break
 
     def _write(self, pgid: int, lo: int, hi: int) -> None:
         line = f"{self.me} {pgid} {lo} {hi} {self.worker_id}\n".encode()
@@ -126,6 +135,7 @@ class Record:
             self.fd = None
             try:
                 os.unlink(self.path)
+                os.rmdir(os.path.dirname(self.path))     # if we were the last
             except OSError:
                 pass
 
