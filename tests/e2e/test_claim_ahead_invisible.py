@@ -129,3 +129,52 @@ def test_a_worker_frozen_past_its_lease_never_starts_a_job_taken_back_meanwhile(
         wait_exit(p, 20)
     assert not stale, (f"{len(stale)} stale starts after a freeze ({trials} freezes): "
                        f"{stale[:5]} {[taken[j] for j, _, _ in stale[:5]]}")
+
+
+def test_a_worker_frozen_right_before_starting_a_job_taken_ahead_does_not_start_it(
+        cli, tmp_path):
+    # Deterministic: the worker is frozen at the one moment that matters,
+    # between recording a job and starting the next one taken ahead. `b` is
+    # the first job of a batch (taken after the short `a`); while it runs,
+    # this test takes the database's write lock, so that the worker, once `b`
+    # ends, waits for it in the very transaction that records `b`; then the
+    # worker is frozen, the lock let go, and a second worker takes everything
+    # over. Let go again, the frozen worker must start none of the jobs it
+    # had taken ahead.
+    import sqlite3
+    cli.ok("config", "set", "lease_timeout", "1")
+    cli.ok("config", "set", "backoff_base", "1")
+    d = tmp_path
+    held = [f"h{i}" for i in range(5)]
+    _bulk(cli, [{"id": "a", "command": "true"},
+                {"id": "b", "command": f"touch {d}/b-started; sleep 0.1"}]
+          + [{"id": h, "command": f'echo "$QUEUECTL_JOB_ID $PPID" >> {d}/runs'}
+             for h in held])
+    w1 = start_logged(cli, tmp_path / "w1.log", "--count", "1")
+    wait_until(lambda: (d / "b-started").exists(), timeout=20, message="b to start")
+    lock = sqlite3.connect(cli.db, timeout=30, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    w1_pid = int(cli.job("b")["worker_id"].split(":")[-2])
+    time.sleep(0.4)             # b ends; its worker now waits for the lock to record it
+    os.kill(w1_pid, signal.SIGSTOP)
+    lock.execute("ROLLBACK")
+    lock.close()
+    try:
+        w2 = start_logged(cli, tmp_path / "w2.log", "--count", "1")
+
+        def taken_over():
+            runs = (d / "runs").read_text().split("\n") if (d / "runs").exists() else []
+            return len([r for r in runs if r]) >= len(held)
+        wait_until(taken_over, timeout=30, message="the second worker to run the held jobs")
+    finally:
+        os.kill(w1_pid, signal.SIGCONT)
+    wait_until(lambda: all(cli.job(h)["state"] == "completed" for h in held), timeout=20,
+               message="the held jobs to complete")
+    time.sleep(1.0)             # room for a stale start, were there to be one
+    runs = [line.split() for line in (d / "runs").read_text().splitlines()]
+    by_w1 = [job for job, pid in runs if int(pid) == w1_pid]
+    for p in (w1, w2):
+        p.send_signal(signal.SIGTERM)
+        wait_exit(p, 20)
+    assert by_w1 == [], (by_w1, worker_log(tmp_path / "w1.log"))
+    assert sorted(job for job, _ in runs) == held, runs
