@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: test install bench screenshots soak clean
+.PHONY: test lint install bench screenshots soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Lint and types (configured in pyproject.toml): ruff, then mypy over src/.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check src
+	$(PY) -m mypy
 
 # Two parts: every test but the chaos suite on $(JOBS) processes (pytest-xdist),
 # then the chaos suite alone (it restarts the PostgreSQL server and loads the

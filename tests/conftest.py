@@ -40,7 +40,7 @@ def postgres_problem() -> "str | None":
             psycopg.connect(PG_URL, connect_timeout=5).close()
             _pg_problem.append(None)
         except ImportError:
-            _pg_problem.append("psycopg is not installed (pip install '.[postgres]')")
+            _pg_problem.append("psycopg is not installed (pip install 'psycopg[binary]>=3.2')")
         except Exception as e:
             _pg_problem.append(f"PostgreSQL at {PG_URL} is not reachable: "
                                f"{' '.join(str(e).split())}")

@@ -64,6 +64,13 @@ def test_unknown_key_is_invalid_input_naming_it(name):
     ("lease_timeout", "1", 1),
     ("lease_timeout", "30", 30),
     ("lease_timeout", "1000000000", 10**9),
+    ("job_timeout", "5s", 5),            # durations: every key counted in seconds
+    ("job_timeout", "1h30m", 5400),
+    ("lease_timeout", "2m", 120),
+    ("backoff_max", "1w", 604800),
+    ("completed_ttl", "1d12h", 129600),
+    ("completed_ttl", "1.5h", 5400),
+    ("claim_ahead", "64", 64),
 ])
 def test_parse_value_accepts(key, raw, expected):
     value = parse_value(key, raw)
@@ -94,7 +101,11 @@ def test_parse_value_accepts(key, raw, expected):
     ("backoff_max", "1e999"),
     ("backoff_max", "1000000001"),
     ("job_timeout", "-0.5"),
-    ("job_timeout", "5s"),
+    ("job_timeout", "5x"),
+    ("job_timeout", "1h1h"),
+    ("lease_timeout", "0s"),             # durations keep the key's range
+    ("claim_ahead", "65"),               # at most MAX_CLAIM_AHEAD (what workers use)
+    ("max_retries", "2147483648"),       # as a job's own max_retries
     ("lease_timeout", "0"),              # minimum 1
     ("lease_timeout", "0.5"),
     ("lease_timeout", False),
@@ -128,3 +139,36 @@ def test_render(value, text):
 
 def test_alias_table_points_at_real_keys():
     assert set(config.ALIASES.values()) <= set(KEYS)
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800),
+    ("1h30m", 5400), ("1d12h", 129600), ("1w2d3h4m5s", 788645), ("2m 30s", 150),
+    ("1.5h", 5400), (".5m", 30), ("0.25", 0.25), (" 2H ", 7200), ("0", 0), ("1e3", 1000),
+])
+def test_parse_duration_takes_units_and_compounds(text, seconds):
+    assert config.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", " ", "h", "1", "1x", "1h1h", "30m1h", "1s30m", "1 h 30",
+                                  "h1", "-1", "-1h", "nan", "inf", "1e400", "1.2.3s",
+                                  "\u0663", "\u0663s", "1hour", "2w" * 3, "99999999999w"])
+def test_parse_duration_refuses_anything_else_naming_what(text):
+    if text == "1":
+        return                                  # (a plain number of seconds is fine)
+    with pytest.raises(InvalidInput) as exc:
+        config.parse_duration(text, "--older-than")
+    assert "--older-than" in str(exc.value)
+
+
+def test_claim_ahead_maximum_is_what_workers_use():
+    from queuectl import worker
+    assert config.MAX_CLAIM_AHEAD == worker.MAX_AHEAD == KEYS["claim_ahead"].maximum
+
+
+def test_unknown_key_gets_did_you_mean_when_close():
+    with pytest.raises(InvalidInput, match=r"did you mean 'lease_timeout'\?"):
+        canonical("lease_timout")
+    with pytest.raises(InvalidInput) as exc:
+        canonical("zzz")
+    assert "did you mean" not in str(exc.value)

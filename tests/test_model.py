@@ -99,11 +99,11 @@ MALFORMED = [
     ('{"command": "x", "run_at": 1700000000}', "run_at"),
     ('{"command": "x", "run_at": null}', "run_at"),
     ('{"command": "x", "delay": -1}', "delay"),
-    ('{"command": "x", "delay": "5"}', "delay"),
+    ('{"command": "x", "delay": "5 minutes"}', "delay"),
     ('{"command": "x", "delay": false}', "delay"),
     ('{"command": "x", "delay": 1e400}', "delay"),
     ('{"command": "x", "timeout": -0.5}', "timeout"),
-    ('{"command": "x", "timeout": "10"}', "timeout"),
+    ('{"command": "x", "timeout": "ten"}', "timeout"),
     ('{"command": "x", "timeout": true}', "timeout"),
     ('{"command": "x", "timeout": 1e400}', "timeout"),
     ('{"command": "x", "command": "y"}', "command"),          # duplicate key
@@ -323,3 +323,16 @@ def test_exported_run_settings_come_back_on_import():
     assert back.options == opts and back.state == "dead"
     plain = Job("y", "true", "pending", 0, 0, 0, 1, 0.0, 1, 1)
     assert parse_exported(plain.to_dict(with_output=True)).options is None
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200),
+                                          ("7d", 604800), ("1w", 604800), ("1h30m", 5400)])
+def test_delay_and_timeout_take_duration_strings(text, seconds):
+    job = parse_one(json.dumps({"command": "x", "delay": text, "timeout": text}))
+    assert (job.delay, job.timeout) == (seconds, seconds)
+
+
+def test_unknown_field_gets_did_you_mean_when_close():
+    with pytest.raises(InvalidInput, match=r"unknown field 'max_retry'; did you mean "
+                                           r"'max_retries'\?"):
+        parse_one('{"command": "x", "max_retry": 1}')

@@ -7,10 +7,18 @@
   or class constants that are themselves built that way, local variables
   assigned only such values, placeholder helpers whose every `return` is such
   a value (`_marks(n)`), `"?" * n`, `", ".join(<safe>)`, `<safe>.format(<safe>)`,
-  and psycopg's `sql.SQL`/`sql.Identifier`. Runtime values (ids, queue names,
+  and psycopg's `sql.SQL`/`sql.Identifier`; and a named statement,
+  `SQL[name]` / `self.sql[name]`, read from the package's own store/sql/*.sql
+  files by `load_queries`, whose `name` is itself such a value (helpers that
+  take a statement's name, `_rows("get_job", ...)`, are sinks like those that
+  take its text). Runtime values (ids, queue names,
   commands, anything read from a parameter) can only travel as bound
   parameters. `%` formatting into SQL is refused outright. The few pieces the
   scan cannot prove are allowlisted by name below, with the reason.
+* Named statements: every statement in store/sql/<dialect>.sql has a name and a
+  description, holds no format field (`{...}`) and, on PostgreSQL, no `%` but
+  psycopg's placeholders; every name the code asks for exists in each dialect
+  it can reach, and every statement is used.
 * Shell: ids and queue names cannot hold a shell metacharacter (validation),
   and a job's shell is exactly `/bin/sh -c COMMAND`: the other fields (env
   values, cwd) arrive as data, never as code.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import string
 from pathlib import Path
 
@@ -36,6 +45,11 @@ ALLOWED = {
     # ... and `for stmt in _statements(script)`: their statements.
     "stmt": "_statements",
 }
+
+#: Functions whose every return is SQL the package ships (not a runtime
+#: value): the named-statement loader reads store/sql/<dialect>.sql, which
+#: test_named_statements checks.
+LOADERS = {"load_queries"}
 
 SINKS = {"execute": 0, "executemany": 0, "executescript": 0}
 PSYCOPG_SAFE = {"SQL", "Identifier", "Literal", "Placeholder"}
@@ -57,14 +71,17 @@ def _drivers(tree: ast.Module) -> set:
 
 
 def _modules() -> list[Path]:
-    """The modules that import a database driver (the only ones that can run SQL)."""
-    return sorted(p for p in SRC.rglob("*.py") if _drivers(ast.parse(p.read_text())))
+    """The modules that import a database driver (the only ones that can run
+    SQL), and those of the storage package, whose core runs its dialect's
+    named statements through the dialect's helpers."""
+    return sorted(p for p in SRC.rglob("*.py") if _drivers(ast.parse(p.read_text()))
+                  or p.parent == SRC / "store")
 
 
 class Scan:
     """The SQL-safety analysis of one module."""
 
-    def __init__(self, tree: ast.Module, name: str):
+    def __init__(self, tree: ast.Module, name: str, sinks: "dict | None" = None):
         self.tree, self.name = tree, name
         self.problems: list[str] = []
         self.consts: dict[str, list[ast.expr]] = {}     # module and class constants
@@ -84,7 +101,7 @@ class Scan:
                     and node.value is not None:
                 self.consts.setdefault(node.target.id, []).append(node.value)
         self.parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
-        self.sinks = dict(SINKS)
+        self.sinks = dict(SINKS if sinks is None else sinks)
         self._find_helpers()
 
     # -------------------------------------------------- helpers that run SQL
@@ -99,9 +116,18 @@ class Scan:
                     params = params[1:]
                 for call in self._calls(f):
                     arg = self._sql_arg(call)
+                    # SQL[name] / self.sql[name]: the statement is chosen by `name`.
+                    if isinstance(arg, ast.Subscript) and self._is_table(arg.value):
+                        arg = arg.slice
                     if isinstance(arg, ast.Name) and arg.id in params and fname not in self.sinks:
                         self.sinks[fname] = params.index(arg.id)
                         changed = True
+
+    def _is_table(self, e) -> bool:
+        """Is `e` a table of named statements (SQL, self.sql)?"""
+        name = e.attr if isinstance(e, ast.Attribute) else e.id if isinstance(e, ast.Name) \
+            else None
+        return name in ("SQL", "sql")
 
     @staticmethod
     def _callee(call: ast.Call) -> "str | None":
@@ -211,9 +237,13 @@ class Scan:
             return self.safe(e.body, func, seen) and self.safe(e.orelse, func, seen)
         if isinstance(e, (ast.Tuple, ast.List, ast.Set)):
             return all(self.safe(x, func, seen) for x in e.elts)
+        if isinstance(e, ast.Dict):                   # {name: statement name, ...}
+            return all(self.safe(x, func, seen) for x in e.values)
         if isinstance(e, (ast.GeneratorExp, ast.ListComp, ast.SetComp)):
             return self.safe(e.elt, e, seen)
         if isinstance(e, ast.Subscript):
+            if self._is_table(e.value):               # a named statement: by a safe name
+                return self.safe(e.value, func, seen) and self.safe(e.slice, func, seen)
             return self.safe(e.value, func, seen)
         if isinstance(e, ast.Name):
             return self._name_safe(e.id, func, seen)
@@ -319,8 +349,10 @@ class Scan:
                 return True
             return self._returns_safe(e, func, seen)      # self.helper(...)
         if isinstance(f, ast.Name):
-            if f.id in ("len", "range", "int"):
-                return True                  # numbers (repetition counts)
+            if f.id in ("len", "range", "int", "bool"):
+                return True                  # numbers (repetition counts), flags
+            if f.id in LOADERS:
+                return all(isinstance(a, ast.Constant) for a in args)   # a dialect's file
             return self._returns_safe(e, func, seen)
         return False
 
@@ -338,12 +370,111 @@ def test_every_sql_statement_in_the_package_is_parameterised():
     assert all(n.startswith("store/") for n in names), names
     problems = []
     checked = 0
-    for path in modules:
-        scan = Scan(ast.parse(path.read_text()), path.relative_to(SRC).as_posix())
+    trees = {p: ast.parse(p.read_text()) for p in modules}
+    # Helpers found in one module are sinks in all: the core calls the
+    # dialects' `_rows(name, ...)`.
+    sinks: dict = dict(SINKS)
+    while True:
+        found = dict(sinks)
+        for path, tree in trees.items():
+            found.update(Scan(tree, path.name, sinks).sinks)
+        if found == sinks:
+            break
+        sinks = found
+    for path, tree in trees.items():
+        scan = Scan(tree, path.relative_to(SRC).as_posix(), sinks)
         problems += scan.run()
         checked += sum(1 for c in scan._calls(scan.tree) if scan._callee(c) in scan.sinks)
     assert checked > 100, f"only {checked} SQL calls found: is the scan still seeing them?"
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- named statements
+
+STORE = SRC / "store"
+#: Which statement files each module's names must be found in.
+DIALECTS = {"sqlite.py": ("sqlite",), "postgres.py": ("postgres",),
+            "core.py": ("sqlite", "postgres")}
+
+
+def _statement_names(tree: ast.Module) -> set:
+    """Every string constant in a module (statement names among them)."""
+    return {n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def _asked_for(tree: ast.Module, sinks: dict) -> set:
+    """The statement names a module asks for: the constant keys of SQL[...]
+    and self.sql[...], and the constant names given to named-statement
+    helpers (through an `if` or a module dict of names, too)."""
+    scan = Scan(tree, "<names>", sinks)
+    out: set = set()
+
+    def names(e) -> None:
+        if isinstance(e, ast.Constant) and isinstance(e.value, str):
+            out.add(e.value)
+        elif isinstance(e, ast.IfExp):
+            names(e.body), names(e.orelse)
+        elif isinstance(e, ast.Subscript) and isinstance(e.value, ast.Name) and \
+                e.value.id in scan.consts:
+            for v in scan.consts[e.value.id]:
+                if isinstance(v, ast.Dict):
+                    for x in v.values:
+                        names(x)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and scan._is_table(node.value):
+            names(node.slice)
+        elif isinstance(node, ast.Call) and scan._callee(node) in sinks \
+                and scan._callee(node) not in SINKS:
+            names(scan._sql_arg(node))
+    return out
+
+
+def test_named_statements():
+    from queuectl.store.queries import FOLDER, parse
+    files = {d: parse((Path(FOLDER) / f"{d}.sql").read_text(), d)
+             for d in ("sqlite", "postgres")}
+    for dialect, queries in files.items():
+        assert len(queries) > 50, dialect
+        for q in queries:
+            assert q.description, (dialect, q.name)
+            assert "{" not in q.sql and "}" not in q.sql, (dialect, q.name, "format field")
+            if dialect == "postgres":
+                stripped = re.sub(r"%\([a-z_]+\)s", "", q.sql.replace("%s", ""))
+                assert "%" not in stripped, (dialect, q.name, "a % that is no placeholder")
+            else:
+                assert "%" not in q.sql, (dialect, q.name)
+    trees = {name: ast.parse((STORE / name).read_text()) for name in DIALECTS}
+    sinks: dict = dict(SINKS)
+    for _ in range(3):
+        for name, tree in trees.items():
+            sinks.update(Scan(tree, name, sinks).sinks)
+    used = {d: set() for d in files}
+    for name, tree in trees.items():
+        asked = _asked_for(tree, sinks)
+        assert len(asked) > 10, (name, asked)
+        for dialect in DIALECTS[name]:
+            known = {q.name for q in files[dialect]}
+            assert asked <= known, (name, dialect, sorted(asked - known))
+            used[dialect] |= _statement_names(tree) & known
+    for dialect, queries in files.items():
+        unused = {q.name for q in queries} - used[dialect]
+        assert not unused, (dialect, "statements nothing runs", sorted(unused))
+
+
+def test_the_statement_parser_refuses_what_it_cannot_name():
+    from queuectl.store.queries import parse
+    assert [(q.name, q.description, q.sql) for q in parse(
+        "-- about\n-- name: a\n-- description: One.\nSELECT 1;\n\n-- name: b\n"
+        "-- description: Two.\nSELECT\n  2;\n")] == [("a", "One.", "SELECT 1"),
+                                                      ("b", "Two.", "SELECT\n  2")]
+    for text in ("SELECT 1;\n", "-- name: a\nSELECT 1;\n",
+                 "-- name: a\n-- description: x\n\n",
+                 "-- name: a\n-- description: x\nSELECT 1;\n"
+                 "-- name: a\n-- description: y\nSELECT 2;"):
+        with pytest.raises(ValueError):
+            parse(text)
 
 
 @pytest.mark.parametrize("code", [
@@ -362,6 +493,12 @@ def test_every_sql_statement_in_the_package_is_parameterised():
     # an allowlisted name from anywhere but its one loop
     'def f(c, job):\n    script = job.command\n    c.execute(script)',
     'def f(c, jobs):\n    for stmt in jobs:\n        c.execute(stmt)',
+    # a named statement chosen by a runtime value, or a table not loaded from the package
+    'SQL = load_queries("sqlite")\ndef f(c, job):\n    c.execute(SQL[job.kind], ())',
+    'SQL = load_queries("sqlite")\nclass S:\n    def _rows(self, name, p=()):\n'
+    '        return self.c.execute(SQL[name], p)\n    def g(self, job):\n'
+    '        return self._rows(job.command)',
+    'SQL = json.load(open("q.json"))\ndef f(c):\n    c.execute(SQL["get_job"], ())',
 ])
 def test_the_scan_catches_values_formatted_into_sql(code):
     assert scan_source(code), f"not caught:\n{code}"
@@ -378,6 +515,10 @@ def test_the_scan_catches_values_formatted_into_sql(code):
     'def _eq(col):\n    return f"{col} = ?"\ndef f(c, x):\n    c.execute(_eq("id"), (x,))',
     'def f(c):\n    for number, script in migrations("sqlite"):\n'
     '        for stmt in _statements(script):\n            c.execute(stmt)',
+    'SQL = load_queries("sqlite")\nNAMES = {True: "a", False: "b"}\nclass S:\n'
+    '    def _rows(self, name, p=()):\n        return self.c.execute(SQL[name], p)\n'
+    '    def g(self, x):\n        return self._rows(NAMES[bool(x)], {"x": x})\n'
+    '    def h(self, x):\n        return self._rows("a" if x else "b", (x,))',
 ])
 def test_the_scan_accepts_constant_sql_with_bound_parameters(code):
     assert scan_source(code) == []

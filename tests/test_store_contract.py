@@ -897,9 +897,43 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     assert store.cancel_requested("c3")
     store.finish(job, Outcome("interrupted", None, "cancelled"), CANCEL)  # processing -> c.
 
-    seen = []
-    for job_id, final in (("j", "completed"), ("c1", "cancelled"), ("c2", "cancelled"),
-                          ("c3", "cancelled")):
+    seen, ended = [], [("j", "completed"), ("c1", "cancelled"), ("c2", "cancelled"),
+                       ("c3", "cancelled"), ("h", "failed")]
+    if store.can_claim_ahead:
+        # Jobs taken ahead are reserved, still pending: one starts for long
+        # (start_held) and is handed back, one's whole attempt is recorded at
+        # once (finish_all), one is cancelled while it waits, one is given
+        # back (release: its reservation ends, no state changes).
+        store.enqueue([NewJob(f"r{i}", "true", max_retries=1) for i in range(1, 6)])
+        claimed, lost = store.finish_all("w2", [], next_lease=30, ahead=4)
+        assert [j.id for j in claimed] == ["r1", "r2", "r3", "r4", "r5"] and lost == []
+        r1, r2, r3, r4, r5 = claimed
+        assert [j.state for j in claimed] == ["processing"] + ["pending"] * 4
+        for j in (r2, r3):
+            assert store.held_state("w2", j) == "ok"
+            j.attempts, j.started_at = j.attempts + 1, store.now_ms()
+        assert store.start_held("w2", r2, 30)                  # pending -> processing
+        r2.state = "processing"
+        store.hand_back(r2, Outcome("interrupted", None, "interrupted"))  # -> failed
+        claimed, lost = store.finish_all("w2", [(r1, Outcome("succeeded", 0), COMPLETE),
+                                                (r3, Outcome("succeeded", 0), COMPLETE)])
+        assert claimed == [] and lost == []                    # r3: pending -> p. -> c.
+        assert store.cancel("r4") == "cancelled"               # pending -> cancelled
+        assert store.held_state("w2", r4) == "gone"
+        store.release("w2", [r4, r5])                          # no change of state
+        assert (store.get_job("r4").state, store.get_job("r5").state) == \
+            ("cancelled", "pending")
+        ended += [("r1", "completed"), ("r2", "failed"), ("r3", "completed"),
+                  ("r4", "cancelled"), ("r5", "pending")]
+    # An attempt interrupted by its worker's stop, handed back (not charged).
+    store.enqueue([NewJob("h", "true", max_retries=0, priority=9)])     # (first in line)
+    job = store.claim("w2", 30)
+    assert job.id == "h"
+    store.hand_back(job, Outcome("interrupted", None, "interrupted: worker was stopped"))
+    assert store.get_job("h").max_retries == 1                 # processing -> failed
+
+    expected = set(TRANSITIONS)
+    for job_id, final in ended:
         state = "new"
         for e in store.history(job_id):
             assert e["event"] in EVENTS, e
@@ -911,7 +945,7 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
             state = nxt
         assert state == final
         assert store.get_job(job_id).state == final
-    assert set(seen) == set(TRANSITIONS), set(TRANSITIONS) - set(seen)
+    assert set(seen) == expected, expected - set(seen)
 
 
 def test_finish_claims_the_next_job_unless_the_worker_was_told_to_stop(make_store, clock):

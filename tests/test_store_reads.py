@@ -70,3 +70,32 @@ def test_search_paging_and_counts(store):
     assert [j.id for j in page] == ["job-3", "job-2", "job-1"]
     assert [j.id for j in store.list_jobs("pending", 2, search="job-")] == ["job-0", "job-1"]
     assert store.count_jobs("completed") == 0
+
+
+def test_metrics_reads(store, clock):
+    """The reads behind /metrics: ready jobs per queue with the oldest one's
+    wait, busy and idle workers, and the events after a cursor."""
+    assert store.metrics_ready() == [] and store.metrics_workers() == (0, 0)
+    start = store.max_event_seq()
+    now = clock.now_ms()
+    store.enqueue([NewJob("a1", "true", 0, queue="a", run_at=now - 5000),
+                   NewJob("a2", "true", 0, queue="a"),
+                   NewJob("later", "true", 0, queue="a", delay=60),       # not due
+                   NewJob("b1", "true", 0, queue="b", run_at=now - 1000),
+                   NewJob("dep", "true", 0, queue="c", after=["b1"])])    # blocked
+    assert sorted(store.metrics_ready()) == [("a", 2, 5000), ("b", 1, 1000)]
+    store.register_worker("w1", "h", os.getpid(), 30)
+    store.register_worker("w2", "h", os.getpid(), 30)
+    job = store.claim("w1", 30)
+    assert job.id == "a1" and store.metrics_workers() == (1, 1)
+    store.finish(job, OK, COMPLETE)
+    assert store.metrics_workers() == (0, 2)
+    events = store.metrics_events(start, 100)
+    assert [(e[1], e[2]) for e in events] == [("a", "enqueued")] * 3 + [
+        ("b", "enqueued"), ("c", "enqueued"), ("a", "completed")]
+    assert [e[0] for e in events] == sorted(e[0] for e in events) and events[0][0] > start
+    assert events[-1][4] == "w1" and '"duration"' in events[-1][5]
+    assert store.metrics_events(start, 2) == events[:2]
+    assert store.metrics_events(events[-1][0], 100) == []
+    clock.advance(60)
+    assert dict((q, n) for q, n, _ in store.metrics_ready()) == {"a": 2, "b": 1}

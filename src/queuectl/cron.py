@@ -12,6 +12,11 @@ from __future__ import annotations
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.model import NewJob, decode_json, valid_id, validate_payload
 
+TYPE_CHECKING = False     # (not typing's: the store, and so `enqueue`, imports this module)
+if TYPE_CHECKING:
+    from datetime import tzinfo
+    from types import ModuleType
+
 MAX_NAME = 64           # a firing's job id is '<name>:<fire time>', at most 85 characters
 ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
@@ -21,16 +26,16 @@ ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 
 NOT_IN_SCHEDULE = ("id", "run_at", "after")
 
 
-def _cronsim():
+def _cronsim() -> ModuleType:
     try:
         import cronsim
     except ImportError:
-        raise QueueError("cron schedules need the cron extra: "
-                         "pip install 'queuectl[cron]'") from None
+        raise QueueError("cron schedules need cronsim (the cron extra): "
+                         "pip install 'cronsim>=2.6'") from None
     return cronsim
 
 
-def _zone(tz: "str | None"):
+def _zone(tz: str | None) -> tzinfo:
     from datetime import timezone
     if tz is None:
         return timezone.utc

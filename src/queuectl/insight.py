@@ -8,21 +8,22 @@ Pure: event rows in, plain values out. The rows come from
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from queuectl.clock import iso
-from queuectl.store.base import ENDING_EVENTS     # events that end an attempt (or a job)
+from queuectl.store.base import ENDING_EVENTS  # events that end an attempt (or a job)
 
 OUTCOMES = ("completed", "failed", "timeout", "lease_expired", "cancelled")
 TIMEOUT_PREFIX = "timed out after"      # runner.py's error text for a timeout
 
 
-def _detail(raw) -> dict:
+def event_detail(raw: str | dict | None) -> dict:
     if not raw:
         return {}
     return raw if isinstance(raw, dict) else json.loads(raw)
 
 
-def outcome(event: str, worker_id, detail) -> "str | None":
+def outcome(event: str, worker_id: str | None, detail: str | dict | None) -> str | None:
     """How an attempt ended, or None if the event does not end one (a cancel of
     a waiting job; the rescue's retry_scheduled/dead that follows its
     lease_expired)."""
@@ -32,7 +33,7 @@ def outcome(event: str, worker_id, detail) -> "str | None":
         return None
     if event in ("completed", "cancelled"):
         return event
-    error = _detail(detail).get("error") or ""
+    error = event_detail(detail).get("error") or ""
     return "timeout" if error.startswith(TIMEOUT_PREFIX) else "failed"
 
 
@@ -56,7 +57,7 @@ def attempts(history: list[dict]) -> list[dict]:
     return out
 
 
-def percentile(sorted_values: list, p: float):
+def percentile(sorted_values: list, p: float) -> Any:
     """Nearest-rank percentile of an already sorted list (None if empty)."""
     if not sorted_values:
         return None
@@ -68,7 +69,7 @@ def _summary(rows: list, seconds: float) -> dict:
     completed = dead = cancelled = retries = 0
     durations = []
     for _, _, _, event, _, worker_id, detail in rows:
-        d = _detail(detail)
+        d = event_detail(detail)
         if event == "completed":
             completed += 1
         elif event == "dead":
@@ -107,8 +108,9 @@ def throughput(counts: list, since_ms: int, now_ms: int,
     completed, attempts failed (failed, timeout, lease_expired) and the
     failure rate of the attempts that ended."""
     n = max(1, (now_ms - since_ms) // bucket_ms + 1)      # the current bucket included
-    buckets = [{"at": iso(since_ms + i * bucket_ms), "completed": 0, "failed": 0,
-                "attempts": 0} for i in range(n)]
+    buckets: list[dict[str, Any]] = [
+        {"at": iso(since_ms + i * bucket_ms), "completed": 0, "failed": 0, "attempts": 0}
+        for i in range(n)]
     for i, event, by_worker, count in counts:
         if not 0 <= i < n:
             continue

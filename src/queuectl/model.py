@@ -9,14 +9,79 @@ import json
 import math
 import os
 import re
+from collections import namedtuple
+from enum import Enum
 
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
+
+# Not `typing.TYPE_CHECKING`: importing typing would cost `enqueue` 2-3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeGuard
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED = (
     "pending", "processing", "completed", "failed", "dead", "cancelled")
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD, CANCELLED)
 TERMINAL = (COMPLETED, DEAD, CANCELLED)
+
+
+class _Str(str, Enum):
+    """A str Enum that is its value: equal, hashed, printed and formatted as it."""
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
+
+
+class State(_Str):
+    """A job's state (the values of STATES)."""
+    PENDING, PROCESSING, COMPLETED = PENDING, PROCESSING, COMPLETED
+    FAILED, DEAD, CANCELLED = FAILED, DEAD, CANCELLED
+
+
+class Action(_Str):
+    """What ends an attempt: a Decision's action."""
+    COMPLETE, RETRY, BURY, CANCEL = "complete", "retry", "bury", "cancel"
+
+
+class OutcomeKind(_Str):
+    """How an attempt ended: `succeeded` (exit 0), `exit` (non-zero), `signal` (one
+    it did not get from us), `timeout`, `start_failed`, `interrupted` (stopped by
+    the worker), `lease_expired` (a result its rescued job can no longer take)."""
+    SUCCEEDED, EXIT, SIGNAL, TIMEOUT = "succeeded", "exit", "signal", "timeout"
+    START_FAILED, INTERRUPTED, LEASE_EXPIRED = "start_failed", "interrupted", "lease_expired"
+
+
+class Outcome(namedtuple("Outcome", "kind exit_code error output truncated duration",
+                         defaults=(None, None, "", False, 0.0))):
+    """How one attempt ended (kind: an OutcomeKind), with its output's tail.
+    (A named tuple, not a dataclass: importing dataclasses costs a short CLI
+    command ~10 ms.)"""
+    __slots__ = ()
+    kind: str
+    exit_code: "int | None"
+    error: "str | None"
+    output: str
+    truncated: bool
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OutcomeKind.SUCCEEDED
+
+
+class Decision(namedtuple("Decision", "action delay", defaults=(0.0,))):
+    """An Action: `complete`, `retry` (after `delay` seconds), `bury` (to the DLQ), `cancel`."""
+    __slots__ = ()
+    action: str
+    delay: float
+
+
 # The whole state machine. The store's guarded statements implement exactly
 # these edges; the contract suite checks every change it sees against them.
 TRANSITIONS = {
@@ -87,8 +152,10 @@ class NewJob:
     __slots__ = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout",
                  "options", "queue", "after")
 
-    def __init__(self, id: str, command: str, max_retries: int, priority: int = 0,
-                 run_at: "int | None" = None, delay: float = 0.0, timeout: float = 0.0,
+    # max_retries and timeout are None until fill_defaults when not given.
+    def __init__(self, id: str, command: str, max_retries: "int | None", priority: int = 0,
+                 run_at: "int | None" = None, delay: float = 0.0,
+                 timeout: "float | None" = 0.0,
                  options: "dict | None" = None, queue: str = "default",
                  after: "list[str] | None" = None):
         self.queue = queue
@@ -196,11 +263,11 @@ def _num(x: float):
 
 # ---------------------------------------------------------------- validation
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)
             and math.isfinite(v))
 
@@ -217,7 +284,9 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
         raise InvalidInput(f"a job must be a JSON object, not {_json_type(obj)}")
     if not obj.keys() <= FIELD_SET:
         key = next(k for k in obj if k not in FIELD_SET)
-        raise InvalidInput(f"unknown field {key!r} (allowed: {', '.join(FIELDS)})")
+        from queuectl.config import did_you_mean
+        raise InvalidInput(f"unknown field {key!r}{did_you_mean(str(key), list(FIELDS))} "
+                           f"(allowed: {', '.join(FIELDS)})")
 
     if "command" not in obj:
         raise InvalidInput("field 'command' is required")
@@ -264,10 +333,34 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
     if not _is_int(priority) or not -MAX_INT <= priority <= MAX_INT:
         raise InvalidInput(f"field 'priority' must be an integer from -{MAX_INT} to {MAX_INT}")
 
+    run_at, delay = _when(obj)
+
+    timeout = obj.get("timeout", default_timeout)
+    if isinstance(timeout, str):
+        timeout = _duration(timeout, "timeout")
+    if "timeout" not in obj and timeout is None:
+        pass
+    elif not _is_number(timeout) or timeout < 0 or timeout > 10**9:
+        raise InvalidInput("field 'timeout' must be a number of seconds from 0 to 1e9 "
+                           "or a duration like '90s', '1h30m' (0 = no limit)")
+    else:
+        timeout = float(timeout)
+
+    queue = obj.get("queue", DEFAULT_QUEUE)
+    if queue is not DEFAULT_QUEUE and not valid_id(queue):
+        raise InvalidInput("field 'queue' must be a string of 1-128 letters, digits or '._:-'")
+
+    return NewJob(id=job_id, command=command, max_retries=max_retries,
+                  priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
+                  options=_options(obj), queue=queue, after=_after(obj, job_id))
+
+
+def _when(obj: dict) -> tuple[int | None, float]:
+    """(run_at, delay) of a payload: at most one of them given."""
     if "run_at" in obj and "delay" in obj:
         raise InvalidInput("give either 'run_at' or 'delay', not both")
     run_at = None
-    delay = 0.0
+    delay: float = 0.0
     if "run_at" in obj:
         raw = obj["run_at"]
         if not isinstance(raw, str):
@@ -279,25 +372,18 @@ def validate_payload(obj: object, *, default_max_retries: "int | None" = None,
                 f"field 'run_at' is not an ISO-8601 timestamp: {raw!r}") from None
     if "delay" in obj:
         delay = obj["delay"]
+        if isinstance(delay, str):
+            delay = _duration(delay, "delay")
         if not _is_number(delay) or delay < 0 or delay > 10**9:
-            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9")
+            raise InvalidInput("field 'delay' must be a number of seconds from 0 to 1e9 "
+                           "or a duration like '90s', '1h30m'")
+    return run_at, delay
 
-    timeout = obj.get("timeout", default_timeout)
-    if "timeout" not in obj and timeout is None:
-        pass
-    elif not _is_number(timeout) or timeout < 0 or timeout > 10**9:
-        raise InvalidInput("field 'timeout' must be a number of seconds from 0 to 1e9 "
-                           "(0 = no limit)")
-    else:
-        timeout = float(timeout)
 
-    queue = obj.get("queue", DEFAULT_QUEUE)
-    if queue is not DEFAULT_QUEUE and not valid_id(queue):
-        raise InvalidInput("field 'queue' must be a string of 1-128 letters, digits or '._:-'")
-
-    return NewJob(id=job_id, command=command, max_retries=max_retries,
-                  priority=priority, run_at=run_at, delay=float(delay), timeout=timeout,
-                  options=_options(obj), queue=queue, after=_after(obj, job_id))
+def _duration(text: str, field: str) -> float:
+    """A payload's `delay`/`timeout` given as text: `90`, `15m`, `1h30m`..."""
+    from queuectl.config import parse_duration
+    return parse_duration(text, f"field {field!r}")
 
 
 def _after(obj: dict, job_id: str) -> "list[str] | None":
@@ -321,7 +407,7 @@ def _utf8_len(text: str, field: str) -> int:
 
 
 def _options(obj: dict) -> dict:
-    opts = {}
+    opts: dict[str, Any] = {}
     if obj.get("fatal_exit_codes") is not None:
         codes = obj["fatal_exit_codes"]
         if not isinstance(codes, list) or len(codes) > 256 or not all(
@@ -450,6 +536,7 @@ def json_lines(text: str, max_line: "int | None" = None) -> list:
     """[("line N", decoded value)] of JSON Lines text; blank lines are skipped."""
     items = []
     decode_json("{}")                      # (makes the decoder)
+    assert _decoder is not None
     raw_decode = _decoder.raw_decode
     # Only \n ends a line: JSON strings may hold U+2028 and friends raw.
     for n, line in enumerate(text.split("\n"), 1):

@@ -77,9 +77,9 @@ class Record:
     """This worker's record (see the module's docstring)."""
 
     def __init__(self, directory: "str | None", worker_id: str):
-        self.fd = None
-        self.path = None
-        self.previous = None
+        self.fd: "int | None" = None
+        self.path: "str | None" = None
+        self.previous: "dict | None" = None
         self.worker_id = worker_id
         st = _stat(os.getpid())
         self.me = f"v1 {os.getpid()} {st[2] if st else 0}"
@@ -108,6 +108,8 @@ class Record:
                 break
 
     def _write(self, pgid: int, lo: int, hi: int) -> None:
+        if self.fd is None:
+            return
         line = f"{self.me} {pgid} {lo} {hi} {self.worker_id}\n".encode()
         os.pwrite(self.fd, line.ljust(RECORD, b" "), 0)
 
@@ -133,6 +135,8 @@ class Record:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+            if self.path is None:
+                return
             try:
                 os.unlink(self.path)
                 os.rmdir(os.path.dirname(self.path))     # if we were the last

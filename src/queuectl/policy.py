@@ -7,23 +7,13 @@ the decision through exactly one store call.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-from queuectl.runner import Outcome
+from queuectl.model import Action, Decision, Outcome, OutcomeKind
 
 JITTER = 0.10  # up to +10%, never below the formula
 
-
-@dataclass(frozen=True)
-class Decision:
-    """`complete`, `retry` (after `delay` seconds) or `bury` (move to the DLQ)."""
-
-    action: str
-    delay: float = 0.0
-
-
-COMPLETE = Decision("complete")
-BURY = Decision("bury")
+COMPLETE = Decision(Action.COMPLETE)
+BURY = Decision(Action.BURY)
 
 
 def backoff(attempt: int, base: float, cap: float, rand=random.random) -> float:
@@ -45,12 +35,12 @@ def decide(outcome: Outcome, attempts: int, max_retries: int, cfg: dict,
     An exit code listed in `fatal` (the job's fatal_exit_codes) buries at once."""
     if outcome.ok:
         return COMPLETE
-    if outcome.kind == "exit" and outcome.exit_code in fatal:
+    if outcome.kind == OutcomeKind.EXIT and outcome.exit_code in fatal:
         return BURY
-    if outcome.kind == "interrupted":
+    if outcome.kind == OutcomeKind.INTERRUPTED:
         # The worker itself was stopped (second Ctrl+C): hand the job back for
         # an immediate retry; a user's interruption never buries a job.
-        return Decision("retry", 0.0)
+        return Decision(Action.RETRY, 0.0)
     if attempts > max_retries:
         return BURY
-    return Decision("retry", backoff(attempts, cfg["backoff_base"], cfg["backoff_max"], rand))
+    return Decision(Action.RETRY, backoff(attempts, cfg["backoff_base"], cfg["backoff_max"], rand))

@@ -13,7 +13,8 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
+
+from queuectl.model import Outcome  # noqa: F401  (re-exported: runner.Outcome)
 
 OUTPUT_CAP = 64 * 1024   # bytes of output kept per attempt (the tail)
 KILL_GRACE = 1.0         # seconds between SIGTERM and SIGKILL
@@ -42,27 +43,6 @@ def no_inherited_fds() -> None:
                 os.set_inheritable(fd, False)
             except OSError:
                 pass     # (the listing's own fd, closed by now)
-
-
-@dataclass
-class Outcome:
-    """How one attempt ended.
-
-    kind: `succeeded` (exit 0), `exit` (non-zero exit), `signal` (killed by a
-    signal it did not get from us), `timeout`, `start_failed`, `interrupted`
-    (stopped by the worker: hard stop, lost lease).
-    """
-
-    kind: str
-    exit_code: "int | None" = None
-    error: "str | None" = None
-    output: str = ""
-    truncated: bool = False
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.kind == "succeeded"
 
 
 def _fmt_seconds(s: float) -> str:

@@ -14,7 +14,7 @@ import time
 
 from queuectl import log, orphans, policy, runner
 from queuectl.errors import LeaseLost, QueueError
-from queuectl.runner import Outcome
+from queuectl.model import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
 
 TICK = 0.25           # seconds between checks while a job runs
@@ -368,7 +368,7 @@ class Worker:
                 pause = min(pause * 2, 2.0)
                 self.housekeeping()
                 claim = claim and self.stop_mode is None and not self.orphaned
-        for job, outcome, decision in self.unrecorded:
+        for job, _outcome, _decision in self.unrecorded:
             if job in lost:
                 self.log(f"job {job.id}: lease lost before the result was recorded; "
                          "result discarded", always=True)

@@ -138,11 +138,16 @@ TOKEN = "s3cret-token-for-tests"
 
 
 class Dashboard:
-    """A running `queuectl dashboard --port 0`, and an HTTP client for it."""
+    """A running `queuectl dashboard --port 0`, and an HTTP client for it,
+    signed in through the one-time link the dashboard prints (unless
+    `sign_in=False`). Its token file lives under the test's directory
+    ($XDG_CONFIG_HOME); `token` is the token it uses."""
 
-    def __init__(self, cli, *args, env=None):
+    def __init__(self, cli, *args, env=None, sign_in=True):
+        self.config_home = Path(cli.cwd) / "xdg"
+        env = {"XDG_CONFIG_HOME": str(self.config_home), **(env or {})}
         self.proc = subprocess.Popen(QUEUECTL + ["dashboard", "--port", "0", *args],
-                                     env={**cli.env, **(env or {})}, cwd=cli.cwd,
+                                     env={**cli.env, **env}, cwd=cli.cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         cli.procs.append(self.proc)
@@ -150,22 +155,42 @@ class Dashboard:
         m = re.search(r"http://\S+/", line)
         assert m, (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
         self.url = m.group(0).rstrip("/")
+        self.stderr_lines = [self.proc.stderr.readline(), self.proc.stderr.readline()]
+        link = re.search(r"http://\S+/login\?code=\S+", self.stderr_lines[0])
+        assert link, self.stderr_lines
+        self.signin_url = link.group(0)
+        self.token = env.get("QUEUECTL_DASHBOARD_TOKEN")
+        token_file = self.config_home / "queuectl" / "dashboard-token"
+        if self.token is None and token_file.exists():
+            self.token = token_file.read_text().strip()
         self.cookies: dict = {}
+        if sign_in:
+            status, _, headers = self.request(self.signin_url[len(self.url):], follow=False)
+            assert status == 302 and self.cookies, (status, headers)
 
-    def request(self, path, *, method="GET", body=None, headers=None):
+    @property
+    def bearer(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def request(self, path, *, method="GET", body=None, headers=None, follow=True):
         data = json.dumps(body).encode() if body is not None else None
         h = {"Content-Type": "application/json", **(headers or {})}
         if self.cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        opener = urllib.request.build_opener() if follow else _NO_REDIRECT
         try:
-            with urllib.request.urlopen(req, timeout=20) as r:
+            with opener.open(req, timeout=20) as r:
                 status, raw, got = r.status, r.read(), r.headers
         except urllib.error.HTTPError as e:
             status, raw, got = e.code, e.read(), e.headers
         for c in got.get_all("Set-Cookie") or []:
             name, _, rest = c.partition("=")
-            self.cookies[name] = rest.split(";")[0]
+            value = rest.split(";")[0]
+            if value and "expires=thu, 01 jan 1970" not in c.lower():
+                self.cookies[name] = value
+            else:
+                self.cookies.pop(name, None)
         return status, raw.decode(), got
 
     def json(self, path, **kw):
@@ -177,3 +202,11 @@ class Dashboard:
         status, html, _ = self.request("/")
         assert status == 200
         return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+class _NoRedirectHandler(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kw):
+        return None
+
+
+_NO_REDIRECT = urllib.request.build_opener(_NoRedirectHandler)

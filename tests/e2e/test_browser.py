@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -82,12 +83,20 @@ def _card(page, state: str) -> str:
     return page.text_content(f'[data-state="{state}"]').strip()
 
 
+def _sign_in(page, d) -> None:
+    """Open the one-time link `queuectl dashboard` printed, as its user would."""
+    page.goto(d.signin_url)
+    page.wait_for_url(d.url + "/")
+    assert "code=" not in page.url
+
+
 def test_overview_counts_update_live_when_a_job_completes(cli, page, tmp_path):
     cli.ok("enqueue", "-", input="".join(json.dumps({"command": "true"}) + "\n"
                                          for _ in range(3)))
     cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
     cli.enqueue(id="waiting", command="sleep 0.5")
-    d = Dashboard(cli)
+    d = Dashboard(cli, sign_in=False)
+    _sign_in(page, d)
     page.goto(d.url + "/")
     assert _card(page, "completed") == "3" and _card(page, "pending") == "1"
     worker = cli.start("--quiet")
@@ -112,7 +121,8 @@ def test_retrying_a_dlq_job_from_the_page_moves_it_to_pending(cli, page):
     cli.enqueue(id="broken", command="exit 7", max_retries=0)
     cli.enqueue(id="other", command="exit 9", max_retries=0)
     cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
-    d = Dashboard(cli)
+    d = Dashboard(cli, sign_in=False)
+    _sign_in(page, d)
     page.goto(d.url + "/dlq")
     assert "2 jobs" in page.text_content("h1")
     page.click('#dead tr[data-job="broken"] button[data-action="retry"]')
@@ -129,7 +139,8 @@ def test_a_script_injection_job_is_shown_as_text(cli, page, tmp_path):
                                   "echo '<img src=x onerror=alert(2)>' >&2; exit 4",
                 max_retries=0)
     cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
-    d = Dashboard(cli)
+    d = Dashboard(cli, sign_in=False)
+    _sign_in(page, d)
     for path in ("/jobs/xss", "/", "/dlq", "/jobs?q=script"):
         page.goto(d.url + path)
         page.wait_for_timeout(300)          # give an injected script its chance
@@ -144,7 +155,7 @@ def test_a_script_injection_job_is_shown_as_text(cli, page, tmp_path):
 
 def test_a_token_is_entered_once_in_the_page(cli, page):
     cli.enqueue(id="j", command="true")
-    d = Dashboard(cli, "--token", TOKEN)
+    d = Dashboard(cli, env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN}, sign_in=False)
     page.goto(d.url + "/jobs/j")
     assert page.url.startswith(d.url + "/login")
     page.fill('input[name="token"]', "wrong-token-wrong")
@@ -156,3 +167,40 @@ def test_a_token_is_entered_once_in_the_page(cli, page):
     page.goto(d.url + "/")
     page.wait_for_function("document.getElementById('live').textContent === 'live'")
     assert _card(page, "pending") == "1"
+    assert TOKEN not in page.content() and TOKEN not in page.url
+    assert all(TOKEN not in c["value"] for c in page.context.cookies())
+
+
+def test_the_sign_in_link_works_once_and_the_session_cookie_is_strict(cli, page):
+    d = Dashboard(cli, sign_in=False)
+    started = time.time()
+    _sign_in(page, d)
+    port = d.url.rsplit(":", 1)[1]
+    (cookie,) = page.context.cookies()
+    assert cookie["name"] == f"queuectl_{port}" and cookie["path"] == "/"
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False, "plain HTTP"
+    assert 11.9 * 3600 < cookie["expires"] - started < 12.1 * 3600, "a 12 h session"
+    assert d.token not in cookie["value"] and d.token not in page.content()
+    assert page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
+    # Signed in: the pages open; the link is spent.
+    page.goto(d.url + "/jobs")
+    assert page.url == d.url + "/jobs"
+    other = page.context.browser.new_context()
+    try:
+        p2 = other.new_page()
+        p2.goto(d.signin_url)
+        assert p2.url.startswith(d.url + "/login") and "used already" in p2.text_content("main")
+        p2.goto(d.url + "/")
+        assert p2.url.startswith(d.url + "/login")
+    finally:
+        other.close()
+    # Sign out: back to the form, and the old cookie is dead even if replayed.
+    page.goto(d.url + "/")
+    page.click("form.signout button")
+    page.wait_for_url(d.url + "/login")
+    status, _, _ = d.request("/api/status", headers={
+        "Cookie": f"{cookie['name']}={cookie['value']}"})
+    assert status == 401, "a signed-out session is dead"
+    page.goto(d.url + "/")
+    assert page.url.startswith(d.url + "/login")

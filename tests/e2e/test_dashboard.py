@@ -31,7 +31,9 @@ def test_api_and_metrics_against_a_real_server(cli):
     d = Dashboard(cli)
     # /api/status is `status --json`.
     status, api = d.json("/api/status")
-    assert status == 200 and api == cli.json("status")
+    # (without "database": the dashboard does not tell where its database is)
+    assert status == 200 and api == {k: v for k, v in cli.json("status").items()
+                                     if k != "database"}
     assert api["jobs"]["completed"] == 4 and api["jobs"]["dead"] == 2
     # Lists: paging, state filter, search by id or command substring.
     status, page = d.json("/api/jobs?state=dead")
@@ -86,21 +88,22 @@ def test_api_and_metrics_against_a_real_server(cli):
     assert first[("queuectl_jobs", (("state", "completed"),))] == 4
     assert first[("queuectl_queue_jobs", (("queue", "web"), ("state", "completed")))] == 1
     assert first[("queuectl_workers_active", ())] == 0
-    assert first[("queuectl_attempts_total", (("outcome", "completed"),))] == 0, \
-        "counters start when the dashboard does"
+    assert first[("queuectl_attempts_total", (("outcome", "completed"), ("queue", "default")))] \
+        == 0, "counters start when the dashboard does"
     cli.ok("enqueue", "-", input="".join(
         json.dumps({"command": "true"}) + "\n" for _ in range(5)) +
         json.dumps({"command": "exit 1", "max_retries": 0}) + "\n")
     cli.ok("worker", "start", "--burst", "--quiet", timeout=60)
     # (On PostgreSQL an event is counted once it is 5 s old: commits can land
     # out of seq order.)
-    second = wait_until(lambda: (lambda m: m if m[("queuectl_job_duration_seconds_count", ())]
-                                 == 6 else None)(scrape()), timeout=30,
-                        message="the new attempts counted")
-    assert second[("queuectl_attempts_total", (("outcome", "completed"),))] == 5
-    assert second[("queuectl_attempts_total", (("outcome", "failed"),))] == 1
-    assert second[("queuectl_job_duration_seconds_count", ())] == 6
-    assert second[("queuectl_job_duration_seconds_bucket", (("le", "+Inf"),))] == 6
+    default = (("queue", "default"),)
+    second = wait_until(lambda: (lambda m: m if m[("queuectl_job_duration_seconds_count",
+                                                   default)] == 6 else None)(scrape()),
+                        timeout=30, message="the new attempts counted")
+    assert second[("queuectl_attempts_total", (("outcome", "completed"), *default))] == 5
+    assert second[("queuectl_attempts_total", (("outcome", "failed"), *default))] == 1
+    assert second[("queuectl_job_duration_seconds_count", default)] == 6
+    assert second[("queuectl_job_duration_seconds_bucket", (("le", "+Inf"), *default))] == 6
     assert second[("queuectl_jobs", (("state", "completed"),))] == 9
 
 
@@ -149,7 +152,7 @@ def test_actions_need_csrf_and_follow_read_only(cli):
 
 def test_token_mode(cli):
     _jobs(cli)
-    d = Dashboard(cli, env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN})
+    d = Dashboard(cli, env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN}, sign_in=False)
     assert d.request("/api/status")[0] == 401
     assert d.request("/metrics")[0] == 401
     assert d.request("/api/status", headers={"Authorization": "Bearer wrong-token-xxxxx"})[0] == 401
@@ -172,7 +175,10 @@ def test_token_mode(cli):
     except urllib.error.HTTPError as e:
         assert e.code == 302 and e.headers["Location"].endswith("/dlq")
         cookie = e.headers["Set-Cookie"].split(";")[0]
-    d.cookies["queuectl_token"] = cookie.split("=", 1)[1]
+    name, value = cookie.split("=", 1)
+    assert name == "queuectl_" + d.url.rsplit(":", 1)[1], "one cookie name per port"
+    assert TOKEN not in value, "the browser never holds the token"
+    d.cookies[name] = value
     assert d.request("/api/status")[0] == 200
     assert d.json("/api/jobs/slow/retry", method="POST")[0] == 400, "cookie needs CSRF"
     assert d.json("/api/jobs/slow/retry", method="POST",
@@ -186,9 +192,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.mark.backends("sqlite")   # refused before any database is opened
 @pytest.mark.parametrize("args, code, word", [
-    (["--host", "0.0.0.0"], 2, "without a token"),
-    (["--host", "0.0.0.0", "--token", "short"], 2, "16 characters"),
-    (["--host", "", "--token", TOKEN], 2, "--host must be an address"),
+    (["--token", TOKEN], 2, "`ps`"),
+    (["--host", "0.0.0.0", "--token", "short"], 2, "--token-file"),
+    (["--token-file", "/nonexistent/token"], 2, "does not exist"),
+    (["--trusted-proxy", "proxy.example"], 2, "IP address"),
+    (["--host", ""], 2, "--host must be an address"),
     (["--port", "70000"], 2, "port"),
     (["--port", "x"], 2, "port"),
 ])
@@ -199,7 +207,8 @@ def test_bad_dashboard_arguments(cli, args, code, word):
 
 @pytest.mark.backends("sqlite")
 def test_a_non_loopback_bind_with_a_token_serves(cli):
-    d = Dashboard(cli, "--host", "0.0.0.0", "--token", TOKEN)
+    d = Dashboard(cli, "--host", "0.0.0.0", env={"QUEUECTL_DASHBOARD_TOKEN": TOKEN},
+                  sign_in=False)
     port = d.url.rsplit(":", 1)[1]
     d.url = f"http://127.0.0.1:{port}"
     assert d.request("/api/status")[0] == 401

@@ -239,4 +239,4 @@ def test_postgres_url_without_the_extra_names_it():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=30)
     line = assert_one_error_line(p, 1)
-    assert "pip install 'queuectl[postgres]'" in line, line
+    assert "pip install 'psycopg[binary]>=3.2'" in line, line

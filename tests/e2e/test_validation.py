@@ -43,7 +43,8 @@ MALFORMED = [
      "delay"),
     ("delay-negative", json.dumps({**OK, "delay": -1}), "delay"),
     ("timeout-negative", json.dumps({**OK, "timeout": -1}), "timeout"),
-    ("timeout-string", json.dumps({**OK, "timeout": "10"}), "timeout"),
+    ("timeout-not-a-duration", json.dumps({**OK, "timeout": "10 sec"}), "timeout"),
+    ("delay-not-a-duration", json.dumps({**OK, "delay": "1h1h"}), "delay"),
 ]
 
 

@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
+from queuectl import ops
 from queuectl.cli import render
-from queuectl.cli.jobs import _store, job_id
+from queuectl.cli.jobs import open_db
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import STATES, valid_id
+from queuectl.model import STATES
 
 
-def queue_name(text: str) -> str:
-    if not valid_id(text):
-        raise InvalidInput(f"invalid queue name {text!r}: names are 1-128 letters, "
-                           "digits or '._:-'")
-    return text
-
-
-def cancel(args) -> int:
-    with _store(args) as store:
-        result = store.cancel(job_id(args.id))
-    if result == "cancelled":
+def cancel(args: Namespace) -> int:
+    with open_db(args) as store:
+        result = store.cancel(ops.job_id(args.id))
+    if args.json:
+        render.emit_json({"id": args.id, "state": result})
+    elif result == "cancelled":
         print(f"cancelled {args.id}")
     else:
         print(f"cancelling {args.id} (its worker kills it within a second)")
     return 0
 
 
-def queue_list(args) -> int:
-    with _store(args) as store:
+def queue_list(args: Namespace) -> int:
+    with open_db(args) as store:
         queues = store.queues()
     if args.json:
         render.emit_json(queues)
@@ -42,34 +39,37 @@ def queue_list(args) -> int:
     return 0
 
 
-def _set(args, verb: str, *, known: bool = False, **change) -> int:
-    """Change a queue's settings. `known`: the change only undoes a setting
-    (resume, limit 0), so the queue must exist already (have jobs or
-    settings): a misspelt name is an error, not a new, silent queue row."""
-    name = queue_name(args.name)
-    with _store(args, create=not known) as store:
-        if known and name not in {q["name"] for q in store.queues()}:
-            raise NotFound(f"queue {name} not found: it has no jobs and no settings "
-                           "(see 'queuectl queue list')")
-        store.set_queue(name, **change)
+def _set(args: Namespace, verb: str, *, paused: bool | None = None,
+         limit: int | None = None) -> int:
+    """Change a queue's settings (ops.set_queue: resume and limit 0 need an
+    existing queue, so they create no database either)."""
+    name = ops.queue_name(args.name)
+    with open_db(args, create=not ops.only_undoes(paused=paused, limit=limit)) as store:
+        new = name not in {q["name"] for q in store.queues()}
+        try:
+            ops.set_queue(store, name, paused=paused, limit=limit)
+        except NotFound as e:
+            raise NotFound(f"{e} (see 'queuectl queue list')") from None
+    if new:       # (a misspelt name, perhaps: say so, on stderr)
+        print(f"queuectl: note: made a new queue {name}: it had no jobs or settings "
+              "(see 'queuectl queue list')", file=sys.stderr)
     print(f"{verb} {name}")
     return 0
 
 
-def queue_pause(args) -> int:
+def queue_pause(args: Namespace) -> int:
     return _set(args, "paused", paused=True)
 
 
-def queue_resume(args) -> int:
-    return _set(args, "resumed", known=True, paused=False)
+def queue_resume(args: Namespace) -> int:
+    return _set(args, "resumed", paused=False)
 
 
-def queue_limit(args) -> int:
-    return _set(args, f"limit {args.n} for" if args.n else "no limit for",
-                known=not args.n, limit=args.n)
+def queue_limit(args: Namespace) -> int:
+    return _set(args, f"limit {args.n} for" if args.n else "no limit for", limit=args.n)
 
 
-def purge(args) -> int:
+def purge(args: Namespace) -> int:
     from queuectl.config import parse_duration
     states = []
     for state in args.states:
@@ -78,7 +78,7 @@ def purge(args) -> int:
         if state not in states:
             states.append(state)
     age = parse_duration(args.older_than, "--older-than")
-    with _store(args) as store:
+    with open_db(args) as store:
         n = store.purge(states, age)
     print(f"purged {n} job{'' if n == 1 else 's'}")
     return 0

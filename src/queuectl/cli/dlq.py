@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
+from queuectl import ops
 from queuectl.cli import render
-from queuectl.cli.jobs import _store, job_id, list_jobs
+from queuectl.cli.jobs import list_jobs, open_db
 from queuectl.clock import iso
 from queuectl.errors import InvalidInput
 
 
-def _normalise(error: "str | None") -> str:
-    """The error's first line with numbers masked, so similar errors group."""
-    import re
-    line = (error or "").strip().splitlines()[0] if (error or "").strip() else ""
-    return re.sub(r"\d+", "#", line)[:200]
-
-
-def group_key(job) -> tuple:
-    """(exit code, normalised error): what dead jobs are grouped by."""
-    return job.exit_code, _normalise(job.last_error)
-
-
-def groups(jobs) -> list[dict]:
-    out: dict = {}
-    for j in jobs:
-        key = group_key(j)
-        g = out.setdefault(key, {"exit_code": j.exit_code, "error": key[1], "count": 0,
-                                 "examples": []})
-        g["count"] += 1
-        if len(g["examples"]) < 3:
-            g["examples"].append(j.id)
-    return sorted(out.values(), key=lambda g: (-g["count"], str(g["exit_code"]), g["error"]))
-
-
-def list_(args) -> int:
+def list_(args: Namespace) -> int:
     if args.group:
-        with _store(args) as store:
-            found = groups(store.dead_jobs())
+        with open_db(args) as store:
+            found = ops.groups(store.dead_jobs())
         if args.limit:                          # the biggest N groups
             found = found[:args.limit]
         if args.json:
@@ -53,11 +31,12 @@ def list_(args) -> int:
     list_jobs(args, "dead",
               ["ID", "ATTEMPTS", "FINISHED (UTC)", "LAST ERROR", "COMMAND"],
               lambda j: [j.id, str(j.attempts), render.short_time(iso(j.finished_at)),
-                         render.one_line(j.last_error, 60), render.one_line(j.command)])
+                         render.one_line(j.last_error), render.one_line(j.command)],
+              flex=[3, 4])
     return 0
 
 
-def retry(args) -> int:
+def retry(args: Namespace) -> int:
     if args.all == (args.id is not None):
         raise InvalidInput("give a job id or --all (see 'queuectl dlq retry --help')")
     if not args.all and (args.queue is not None or args.exit_code is not None):
@@ -65,12 +44,18 @@ def retry(args) -> int:
     if args.exit_code is not None and not 0 <= args.exit_code <= 255:
         raise InvalidInput(f"--exit-code must be from 0 to 255, not {args.exit_code}")
     if args.queue is not None:
-        from queuectl.cli.control import queue_name
-        queue_name(args.queue)
-    with _store(args) as store:       # a missing database has no dead jobs
+        ops.queue_name(args.queue)              # before the database is opened
+    with open_db(args) as store:       # a missing database has no dead jobs
         if args.all:
-            print(f"retried {store.dlq_retry_all(args.queue, args.exit_code)} jobs")
+            n = ops.retry_all(store, args.queue, args.exit_code)
+            if args.json:
+                render.emit_json({"retried": n})
+            else:
+                print(f"retried {n} jobs")
         else:
-            store.dlq_retry(job_id(args.id))
-            print(f"retried {args.id}")
+            store.dlq_retry(ops.job_id(args.id))
+            if args.json:
+                render.emit_json({"retried": 1, "id": args.id})
+            else:
+                print(f"retried {args.id}")
     return 0

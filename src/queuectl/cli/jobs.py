@@ -5,28 +5,70 @@ from __future__ import annotations
 import json
 import sys
 
+from queuectl import ops
 from queuectl.cli import render
-from queuectl.errors import InvalidInput, NotFound
 from queuectl.clock import iso
-from queuectl.model import (MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many,
-                            parse_one, valid_id)
+from queuectl.errors import InvalidInput, NotFound
+from queuectl.model import MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many, parse_one
 from queuectl.store import open_store, resolve_url
+from queuectl.text import visible
+
+# Not `typing.TYPE_CHECKING`, and argparse only for the checker: `enqueue`'s
+# fast path imports this module and neither of those (2-3 ms each).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from argparse import Namespace
+    from collections.abc import Callable
+    from typing import Any
+
+    from queuectl.model import Job
+    from queuectl.store.base import Store
 
 
-def _store(args, *, create: bool = False, **kw):
+SCHEMES = ("postgresql", "postgres", "sqlite", "file")
+
+
+def db_url(args: Namespace) -> str:
+    """--db, else $QUEUECTL_DB, else ./queuectl.db; a `scheme://` other than
+    those of SCHEMES is an error (not a file path). `file://PATH` is `PATH`."""
+    url = resolve_url(getattr(args, "db", None))
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        if scheme.lower() not in SCHEMES:
+            raise InvalidInput(f"unsupported database URL scheme {scheme + '://'!r}: "
+                               "give a file path, sqlite:///path, file:///path or "
+                               "postgresql://user@host/dbname")
+        if scheme.lower() == "file":
+            return "sqlite://" + rest
+    return url
+
+
+def describe_db(url: str) -> str:
+    """The database as `status` names it: an SQLite file's absolute path, or a
+    PostgreSQL URL without its password."""
+    import os
+    if url.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+        parts = urlsplit(url)
+        user, at, host = parts.netloc.rpartition("@")
+        netloc = user.split(":", 1)[0] + at + host
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                           if k.lower() != "password"])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if url.startswith("sqlite://"):             # as open_store reads it
+        url = url[len("sqlite://"):]
+        if url.startswith("//"):
+            url = url[1:]
+    return os.path.abspath(url)
+
+
+def open_db(args: Namespace, *, create: bool = False, **kw: Any) -> Store:
     """Open the database. Read-only commands pass create=False: a database
     that does not exist yet then reads as empty and no file is made."""
-    return open_store(resolve_url(getattr(args, "db", None)), create=create, **kw)
+    return open_store(db_url(args), create=create, **kw)
 
 
-def job_id(text: str) -> str:
-    """A job id from the command line (exit 2 if it cannot be one)."""
-    if not valid_id(text):
-        raise InvalidInput(f"invalid job id {text!r}: ids are 1-128 letters, digits or '._:-'")
-    return text
-
-
-def _read_input(args, limit: "int | None" = None) -> str:
+def read_input(args: Namespace, limit: int | None = None) -> str:
     """The input file or stdin; InvalidInput beyond `limit` characters."""
     size = -1 if limit is None else limit + 1
     if args.file:
@@ -47,40 +89,84 @@ def _read_input(args, limit: "int | None" = None) -> str:
     return text
 
 
-def enqueue(args) -> int:
-    if args.file and args.payload:
-        raise InvalidInput("give a JSON payload or --file, not both")
-    bulk = bool(args.file) or args.payload == "-"
-    if bulk:
-        jobs = parse_many(_read_input(args, MAX_INPUT_CHARS))
-    elif args.payload is not None:
-        jobs = [parse_one(args.payload)]
-    else:
-        raise InvalidInput("give a JSON payload, '-' for stdin, or --file F "
-                           "(see 'queuectl enqueue --help')")
+def add(args: Namespace) -> int:
+    """`add [OPTIONS] -- COMMAND [ARG...]`: the payload built from options,
+    then validated and stored exactly as `enqueue`'s."""
+    import os
+    import shlex
+    words = args.words
+    if not words:
+        raise InvalidInput("give the command after --: queuectl add [OPTIONS] -- COMMAND "
+                           "[ARG...] (see 'queuectl add --help')")
+    payload: dict[str, Any] = {"command": words[0] if len(words) == 1 else shlex.join(words)}
+    for field in ("id", "queue", "priority", "delay", "run_at", "timeout", "max_retries",
+                  "after", "fatal_exit_codes"):
+        if getattr(args, field) is not None:
+            payload[field] = getattr(args, field)
+    try:
+        payload["cwd"] = os.path.abspath(args.cwd if args.cwd is not None else os.getcwd())
+    except OSError as e:
+        raise InvalidInput(f"cannot tell the current directory: {e.strerror} "
+                           "(give --cwd DIR)") from None
+    if args.env:
+        env = payload["env"] = {}
+        for item in args.env:
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise InvalidInput(f"--env must be NAME=VALUE, not {item!r}")
+            env[name] = value
+    from queuectl.model import validate_payload
+    store_jobs(args, [validate_payload(payload)], bulk=False)
+    return 0
+
+
+def store_jobs(args: Namespace, jobs: list, bulk: bool) -> None:
+    """Store validated jobs (enqueue, add) and print what was done."""
     # Validated before the database is opened: bad input creates no file.
-    with _store(args, create=True) as store:
+    with open_db(args, create=True) as store:
         cfg = store.config()
         fill_defaults(jobs, max_retries=cfg["max_retries"], timeout=cfg["job_timeout"])
         existed = store.enqueue(jobs, skip_existing=args.skip_existing) if jobs else []
+    if args.json:
+        old = set(existed)
+        if bulk:
+            render.emit_json({"enqueued": [j.id for j in jobs if j.id not in old],
+                              "existing": existed})
+        else:
+            render.emit_json({"id": jobs[0].id, "enqueued": not existed})
+        return
     for existing in existed:
         print(f"exists {existing}")
     if bulk:
         print(f"enqueued {len(jobs) - len(existed)} jobs")
     elif not existed:
         print(f"enqueued {jobs[0].id}")
+
+
+def enqueue(args: Namespace) -> int:
+    if args.file and args.payload:
+        raise InvalidInput("give a JSON payload or --file, not both")
+    bulk = bool(args.file) or args.payload == "-"
+    if bulk:
+        jobs = parse_many(read_input(args, MAX_INPUT_CHARS))
+    elif args.payload is not None:
+        jobs = [parse_one(args.payload)]
+    else:
+        raise InvalidInput("give a JSON payload, '-' for stdin, or --file F "
+                           "(see 'queuectl enqueue --help')")
+    store_jobs(args, jobs, bulk)
     return 0
 
 
-def wait(args) -> int:
+def wait(args: Namespace) -> int:
     """Block until the named jobs (or, with --all, the whole queue) are done."""
     import time
     if args.all == bool(args.ids):
         raise InvalidInput("give job ids or --all (see 'queuectl wait --help')")
-    ids = [job_id(i) for i in args.ids]
+    ids = [ops.job_id(i) for i in args.ids]
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     tty = sys.stdout.isatty()
-    with _store(args) as store:
+    with open_db(args) as store:
         for i in ids:
             try:
                 store.get_job(i)
@@ -126,55 +212,62 @@ def wait(args) -> int:
                        max(0.0, min(0.1, deadline - time.monotonic())))
 
 
-def status(args) -> int:
-    with _store(args) as store:
+def status(args: Namespace) -> int:
+    with open_db(args) as store:
         counts = store.counts()
         workers = store.active_workers()
+    where = describe_db(db_url(args))
     if args.json:
-        render.emit_json({"jobs": counts, "workers": {"active": len(workers)}})
+        render.emit_json({"jobs": counts, "workers": {"active": len(workers)},
+                          "database": where})
         return 0
     width = max(map(len, STATES))
-    lines = ["jobs"] + [f"  {s.ljust(width)}  {counts[s]}" for s in STATES]
+    lines = [f"database  {where}", "jobs"] + [f"  {s.ljust(width)}  {counts[s]}" for s in STATES]
     lines += ["workers", f"  {'active'.ljust(width)}  {len(workers)}"]
     print("\n".join(lines))
     return 0
 
 
-def _check_state(state):
-    if state is not None and state not in STATES:
-        raise InvalidInput(f"unknown state {state!r} (states: {', '.join(STATES)})")
-
-
-def list_jobs(args, state, headers, row) -> None:
-    """The body of `list` and `dlq list`: limit, JSON or table, the 'more' hint."""
+def list_jobs(args: Namespace, state: str | None, headers: list[str],
+              row: Callable[[Job], list[str]], flex: list[int] | None = None) -> None:
+    """The body of `list` and `dlq list`: limit (or the last N), JSON or table,
+    the 'more' hint."""
+    last = getattr(args, "last", None)
+    if last is not None and args.limit is not None:
+        raise InvalidInput("give --limit N (the oldest N) or --last N (the newest N), not both")
     limit = args.limit if args.limit is not None else (0 if args.json else 100)
-    with _store(args) as store:
-        jobs = store.list_jobs(state, limit + 1 if limit else 0)
+    with open_db(args) as store:
+        if last is not None:
+            jobs = store.list_jobs(state, last, newest_first=True)[::-1] if last else []
+            limit = 0
+        else:
+            jobs = store.list_jobs(state, limit + 1 if limit else 0)
     more = bool(limit) and len(jobs) > limit
     jobs = jobs[:limit] if limit else jobs
     if args.json:
         render.emit_json([j.to_dict() for j in jobs])
     elif jobs:
-        render.table(headers, [row(j) for j in jobs])
+        render.table(headers, [row(j) for j in jobs], flex)
     else:
         print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
     if more:
-        print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all)",
-              file=sys.stderr)
+        print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all, "
+              "--last N for the newest)", file=sys.stderr)
 
 
-def list_(args) -> int:
-    _check_state(args.state)
+def list_(args: Namespace) -> int:
+    ops.state(args.state)
     list_jobs(args, args.state,
               ["ID", "STATE", "ATTEMPTS", "PRIORITY", "UPDATED (UTC)", "COMMAND"],
-              lambda j: [j.id, j.state + (" (blocked)" if j.blocked else ""), render.attempts(j), str(j.priority),
+              lambda j: [j.id, j.state + (" (blocked)" if j.blocked else ""),
+                         render.attempts(j), str(j.priority),
                          render.short_time(iso(j.updated_at)), render.one_line(j.command)])
     return 0
 
 
-def show(args) -> int:
-    with _store(args) as store:
-        job = store.get_job(job_id(args.id), with_output=True)
+def show(args: Namespace) -> int:
+    with open_db(args) as store:
+        job = store.get_job(ops.job_id(args.id), with_output=True)
     d = job.to_dict(with_output=True)
     if args.json:
         render.emit_json(d)
@@ -191,29 +284,33 @@ def show(args) -> int:
             v = "yes" if v else "no"
         elif isinstance(v, (list, dict)):
             v = json.dumps(v, ensure_ascii=False) if v else None
-        print(f"{k.ljust(width)}  {'-' if v is None else v}")
+        # One line a field, whatever the command or error holds (text.visible).
+        print(visible(f"{k.ljust(width)}  {'-' if v is None else v}", keep="\t"))
     if job.attempts or job.output:
         note = " (truncated: last 64 KiB)" if job.output_truncated else ""
         print(f"--- output of attempt {job.attempts}{note} ---")
-        out = job.output or ""
+        out = visible(job.output or "", keep="\n\t")
         sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
     return 0
 
 
-def logs(args) -> int:
-    with _store(args) as store:
-        job = store.get_job(job_id(args.id), with_output=True)
+def logs(args: Namespace) -> int:
+    with open_db(args) as store:
+        job = store.get_job(ops.job_id(args.id), with_output=True)
     if job.output_truncated:
         print(f"queuectl: note: output of attempt {job.attempts} was truncated; "
               "this is its last 64 KiB", file=sys.stderr)
-    sys.stdout.write(job.output or "")
+    out = job.output or ""
+    # Byte-exact to a pipe or file; on a terminal, control characters are
+    # shown, not obeyed (newlines and tabs kept).
+    sys.stdout.write(visible(out, keep="\n\t") if sys.stdout.isatty() else out)
     return 0
 
 
-def history(args) -> int:
-    with _store(args) as store:
+def history(args: Namespace) -> int:
+    with open_db(args) as store:
         if args.job_id is not None:
-            store.get_job(job_id(args.job_id))      # NotFound for an unknown id
+            store.get_job(ops.job_id(args.job_id))      # NotFound for an unknown id
         events = store.history(args.job_id, args.limit)
     sys.stdout.write("".join(json.dumps(e) + "\n" for e in events))
     return 0

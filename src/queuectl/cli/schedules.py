@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
 from queuectl import cron
 from queuectl.cli import render
-from queuectl.cli.jobs import _store
+from queuectl.cli.jobs import open_db
 from queuectl.clock import iso
 
 
-def add(args) -> int:
+def add(args: Namespace) -> int:
     name = cron.check_name(args.name)
     job = cron.check_job(args.job)
     cron.check(args.cron, args.tz)           # validated before the database is opened
-    with _store(args, create=True) as store:
+    with open_db(args, create=True) as store:
         first = store.add_schedule(name, args.cron, args.tz, job,
                                    lambda now: cron.next_after(args.cron, args.tz, now),
                                    replace=args.replace)
@@ -22,8 +23,8 @@ def add(args) -> int:
     return 0
 
 
-def list_(args) -> int:
-    with _store(args) as store:
+def list_(args: Namespace) -> int:
+    with open_db(args) as store:
         rows = store.schedules()
     if args.json:
         render.emit_json(rows)
@@ -37,9 +38,9 @@ def list_(args) -> int:
     return 0
 
 
-def remove(args) -> int:
+def remove(args: Namespace) -> int:
     name = cron.check_name(args.name)
-    with _store(args) as store:
+    with open_db(args) as store:
         store.remove_schedule(name)
     print(f"removed schedule {name}")
     return 0

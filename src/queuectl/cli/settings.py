@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from queuectl import config as cfgmod
 from queuectl.cli import render
-from queuectl.cli.jobs import _store
+from queuectl.cli.jobs import open_db
 
 
-def set_(args) -> int:
+def set_(args: Namespace) -> int:
     key = cfgmod.canonical(args.key)
     value = cfgmod.parse_value(key, args.value)
-    with _store(args, create=True) as store:
+    with open_db(args, create=True) as store:
         store.config_set(key, value)
-    print(f"{key} = {cfgmod.render(value)}")
+    if args.json:
+        render.emit_json({"key": key, "value": value})
+    else:
+        print(f"{key} = {cfgmod.render(value)}")
     return 0
 
 
-def get(args) -> int:
+def get(args: Namespace) -> int:
     key = cfgmod.canonical(args.key)
-    with _store(args) as store:
+    with open_db(args) as store:
         print(cfgmod.render(store.config()[key]))
     return 0
 
 
-def list_(args) -> int:
-    with _store(args) as store:
+def list_(args: Namespace) -> int:
+    with open_db(args) as store:
         values = store.config()
     if args.json:
         render.emit_json(values)

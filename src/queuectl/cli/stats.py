@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import sys
 import time
+from argparse import Namespace
 
 from queuectl import insight
 from queuectl.cli import render
-from queuectl.cli.jobs import _store
+from queuectl.cli.jobs import open_db
+from queuectl.clock import iso
 from queuectl.config import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.model import STATES
+from queuectl.text import visible
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from queuectl.store.base import Store
 
 
-def _now_ms(store) -> int:
+def _now_ms(store: Store) -> int:
     return store.now_ms()
 
 
-def _num(x, unit="") -> str:
+def _num(x: float | None, unit: str = "") -> str:
     if x is None:
         return "-"
     return f"{x:.3f}{unit}" if isinstance(x, float) else f"{x}{unit}"
 
 
-def stats(args) -> int:
+def stats(args: Namespace) -> int:
     window = parse_duration(args.since, "--since")
     if window <= 0:
         raise InvalidInput("--since must be longer than 0s")
-    with _store(args) as store:
+    with open_db(args) as store:
         now = _now_ms(store)
         since = now - round(window * 1000)
         data = insight.stats(store.attempt_ends(since_ms=since), since, now)
@@ -47,13 +54,13 @@ def stats(args) -> int:
     return 0
 
 
-def _snapshot(store) -> str:
+def _snapshot(store: Store) -> str:
     now = _now_ms(store)
     counts = store.counts()
     workers = store.active_workers()
     running = store.list_jobs("processing")
     failures = store.recent_failures(5, now - 3_600_000)
-    out = [f"queuectl top  {render.short_time(insight.iso(now))} UTC   "
+    out = [f"queuectl top  {render.short_time(iso(now))} UTC   "
            + "  ".join(f"{s} {counts[s]}" for s in STATES)
            + f"   workers {len(workers)}", ""]
     out.append(f"RUNNING ({len(running)})")
@@ -73,22 +80,23 @@ def _snapshot(store) -> str:
     out.append("RECENT FAILURES (last hour)")
     if failures:
         out += _table(["AT (UTC)", "JOB", "QUEUE", "ERROR"],
-                      [[insight.iso(r[4])[11:19], r[1], r[2],
-                        render.one_line(insight._detail(r[6]).get("error") or r[3], 70)]
+                      [[(iso(r[4]) or "")[11:19], r[1], r[2],
+                        render.one_line(insight.event_detail(r[6]).get("error") or r[3], 70)]
                        for r in failures])
-    return "\n".join(out) + "\n"
+    # (Commands and errors went through one_line; this covers the other cells.)
+    return visible("\n".join(out), keep="\n") + "\n"
 
 
-def _table(headers, rows) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    return ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
             for row in [headers] + rows]
 
 
-def top(args) -> int:
+def top(args: Namespace) -> int:
     if args.interval <= 0:
         raise InvalidInput("--interval must be more than 0")
-    with _store(args) as store:
+    with open_db(args) as store:
         if not sys.stdout.isatty():
             sys.stdout.write(_snapshot(store))      # one plain snapshot for pipes
             return 0

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 
-from queuectl.cli.jobs import _read_input, _store
+from queuectl.cli.jobs import db_url, open_db, read_input
 from queuectl.errors import InvalidInput
 from queuectl.model import MAX_BATCH, STATES, json_lines, parse_exported, validated
-from queuectl.store import resolve_url
 
 
-def migrate(args) -> int:
-    with _store(args, create=True) as store:
+def migrate(args: Namespace) -> int:
+    with open_db(args, create=True) as store:
         version = store.migrate()
-    print(f"schema version {version}: {_where(resolve_url(getattr(args, 'db', None)))}")
+    print(f"schema version {version}: {_where(db_url(args))}")
     return 0
 
 
@@ -25,11 +25,11 @@ def _where(url: str) -> str:
     return url
 
 
-def export(args) -> int:
+def export(args: Namespace) -> int:
     if args.state is not None and args.state not in STATES:
         raise InvalidInput(f"invalid state {args.state!r} (choose from {', '.join(STATES)})")
     n = 0
-    with _store(args) as store:
+    with open_db(args) as store:
         out = sys.stdout
         for job in store.export_jobs():
             if args.state is None or job.state == args.state:
@@ -41,14 +41,14 @@ def export(args) -> int:
     return 0
 
 
-def import_(args) -> int:
+def import_(args: Namespace) -> int:
     if args.file == "-":
         args.file = None
-    text = _read_input(args)
+    text = read_input(args)
     jobs = validated(json_lines(text), parse_exported)
     if len(jobs) > MAX_BATCH * 10:
         raise InvalidInput(f"{len(jobs)} jobs in one import; the limit is {MAX_BATCH * 10}")
-    with _store(args, create=True) as store:
+    with open_db(args, create=True) as store:
         if jobs:
             store.import_jobs(jobs)
     print(f"imported {len(jobs)} jobs")

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import time
+from argparse import Namespace
 
 from queuectl.cli import render
-from queuectl.cli.jobs import _store
-from queuectl.store import resolve_url
+from queuectl.cli.jobs import db_url, open_db
 
 
-def start(args) -> int:
-    from queuectl.cli.control import queue_name
+def start(args: Namespace) -> int:
+    from queuectl import ops
     from queuectl.supervisor import Supervisor
-    url = resolve_url(getattr(args, "db", None))
-    queues = [queue_name(q) for q in args.queues] if args.queues else None
+    url = db_url(args)
+    queues = [ops.queue_name(q) for q in args.queues] if args.queues else None
     # Open (creating and migrating) once, so errors show before forking.
-    with _store(args, create=True):
+    with open_db(args, create=True):
         pass
     return Supervisor(url, args.count, burst=args.burst, quiet=args.quiet,
                       debug=getattr(args, "debug", False), queues=queues).run()
 
 
-def stop(args) -> int:
-    with _store(args) as store:
+def stop(args: Namespace) -> int:
+    with open_db(args) as store:
         ids = store.request_stop()
         print(f"signalled {len(ids)} workers")
         if args.wait and ids:
@@ -34,8 +34,8 @@ def stop(args) -> int:
     return 0
 
 
-def list_(args) -> int:
-    with _store(args) as store:
+def list_(args: Namespace) -> int:
+    with open_db(args) as store:
         workers = store.active_workers()
     if args.json:
         render.emit_json(workers)

@@ -35,7 +35,7 @@ def open_store(url: str, *, clock=None, worker: bool = False, create: bool = Tru
             from queuectl.store.postgres import PostgresStore
         except ImportError:
             raise QueueError("PostgreSQL support is not installed: "
-                             "pip install 'queuectl[postgres]'") from None
+                             "pip install 'psycopg[binary]>=3.2'") from None
         return PostgresStore(url, clock=clock, worker=worker, create=create)
     if url.startswith("sqlite://"):
         url = url[len("sqlite://"):]

@@ -16,9 +16,14 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 
 from queuectl.clock import iso
-from queuectl.model import Job, NewJob
+from queuectl.model import Action, Decision, Job, NewJob, Outcome
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
 
 # decision.action -> (new state, event)
 ENDING_EVENTS = ("completed", "retry_scheduled", "dead", "cancelled", "lease_expired")
@@ -29,17 +34,17 @@ ENDINGS = {"complete": ("completed", "completed"),
 CANCELLED_ERROR = "cancelled (queuectl cancel)"
 
 
-class _Decision:
-    def __init__(self, action):
-        self.action, self.delay = action, 0.0
+CANCEL = Decision(Action.CANCEL)      # how a cancelled running job ends
+
+#: rescue_expired's `decide`: the decision for a job whose lease expired.
+Decide = Callable[[Job], Decision]
+#: fire_schedules' `next_after(cron, tz, after_ms)` and `make_job(payload, id)`.
+NextAfter = Callable[[str, "str | None", int], int]
+MakeJob = Callable[[str, str], NewJob]
 
 
-CANCEL = _Decision("cancel")      # how a cancelled running job ends
-
-
-def as_cancelled(outcome):
+def as_cancelled(outcome: Outcome) -> Outcome:
     """The outcome of an attempt that a cancel request ended."""
-    from queuectl.runner import Outcome
     return Outcome("interrupted", outcome.exit_code, CANCELLED_ERROR, outcome.output,
                    outcome.truncated, outcome.duration)
 
@@ -96,7 +101,7 @@ def dependency_plan(jobs: list, found: dict) -> "tuple[dict, list, list]":
     return blocked, rows, list(failed)
 
 
-def ending(decision, job: Job, now: int):
+def ending(decision: Decision, job: Job, now: int) -> "tuple[str, str, int, int | None]":
     """(state, event, run_at, finished_at) for ending an attempt as `decision` says."""
     state, event = ENDINGS[decision.action]
     if state == "failed":
@@ -168,10 +173,10 @@ class Store(ABC):
         names (an SQLite file deleted or replaced under it), else None."""
         return None
 
-    def __enter__(self):
+    def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------ jobs: writes
@@ -195,7 +200,8 @@ class Store(ABC):
         ready, or if the worker is not registered or has been asked to stop."""
 
     @abstractmethod
-    def finish(self, job: Job, outcome, decision, next_lease: "float | None" = None,
+    def finish(self, job: Job, outcome: Outcome, decision: Decision,
+               next_lease: "float | None" = None,
                queues: "list[str] | None" = None) -> "Job | None":
         """End the attempt `job` (held by job.worker_id) as `decision` says:
         complete -> `completed`, retry -> `failed` with run_at = now + delay
@@ -204,23 +210,24 @@ class Store(ABC):
         by that worker. If `next_lease` is given, claims the next job for the
         same worker in the same transaction and returns it."""
 
-    def hand_back(self, job: Job, outcome) -> None:
+    def hand_back(self, job: Job, outcome: Outcome) -> None:
         """An attempt interrupted by its worker's stop (the command killed by
         the stop, or by the signal that stopped the worker): back to `failed`,
         due now, and the attempt is not charged: `max_retries` grows by one
         (attempt numbers stay unique), so it neither buries the job nor uses
-        up a retry. Event `retry_scheduled`
-        (detail `interrupted`). A job whose cancel was requested ends
-        cancelled instead; LeaseLost if the job is no longer held."""
-        self.finish(job, outcome, _Decision("retry"))
+        up a retry. Event `retry_scheduled` (detail `interrupted`). A job
+        whose cancel was requested ends cancelled instead; LeaseLost if the
+        job is no longer held."""
+        self.finish(job, outcome, Decision(Action.RETRY))
 
     #: Whether workers may claim jobs ahead (config `claim_ahead`): several
     #: in one transaction, run one after another, recorded together (see
     #: finish_all, release and docs/ARCHITECTURE.md, "Claiming ahead").
     can_claim_ahead = False
 
-    def finish_all(self, worker_id: str, results: list, next_lease: "float | None" = None,
-                   queues: "list[str] | None" = None, ahead: int = 0) -> tuple:
+    def finish_all(self, worker_id: str, results: "list[tuple[Job, Outcome, Decision]]",
+                   next_lease: "float | None" = None, queues: "list[str] | None" = None,
+                   ahead: int = 0) -> "tuple[list[Job], list[Job]]":
         """Record the ends of several attempts held by `worker_id` (a list of
         (job, outcome, decision), each as finish() would) in one
         transaction, and with `next_lease` claim the next job plus up to
@@ -228,7 +235,7 @@ class Store(ABC):
         lost and whose result was not recorded)."""
         raise NotImplementedError
 
-    def release(self, worker_id: str, jobs: list) -> None:
+    def release(self, worker_id: str, jobs: list[Job]) -> None:
         """Give back jobs taken ahead that never started: their reservations
         end (they stayed `pending` throughout; one cancelled meanwhile is
         `cancelled` already)."""
@@ -251,7 +258,7 @@ class Store(ABC):
 
     @abstractmethod
     def heartbeat(self, worker_id: str, job_id: "str | None",
-                  lease_timeout: float, held=()) -> bool:
+                  lease_timeout: float, held: Sequence[str] = ()) -> bool:
         """Renew the worker's heartbeat, its jobs' leases and the reservations
         of the jobs `held` (ids taken ahead). Returns False if the worker no
         longer holds `job_id` (it was rescued meanwhile)."""
@@ -299,10 +306,10 @@ class Store(ABC):
         not left to expire."""
 
     @abstractmethod
-    def rescue_expired(self, decide) -> list[Job]:
+    def rescue_expired(self, decide: Decide) -> list[Job]:
         """Jobs `processing` whose lease has expired (or whose worker is gone)
         count a failed attempt: event `lease_expired`, then `decide(job)` (a
-        function of the job returning a policy.Decision) chooses retry or
+        function of the job returning a model.Decision) chooses retry or
         bury. Returns the rescued jobs."""
 
     @abstractmethod
@@ -325,7 +332,7 @@ class Store(ABC):
     # ------------------------------------------------------------ schedules
     @abstractmethod
     def add_schedule(self, name: str, cron: str, tz: "str | None", job: str,
-                     next_after, replace: bool = False) -> int:
+                     next_after: Callable[[int], int], replace: bool = False) -> int:
         """Store a recurring job (`job`: its payload as JSON text); its first
         firing is next_after(now). Conflict if the name exists, unless
         `replace`. Returns the first fire time (epoch ms)."""
@@ -340,7 +347,8 @@ class Store(ABC):
         """NotFound if there is no such schedule."""
 
     @abstractmethod
-    def fire_schedules(self, next_after, make_job) -> tuple:
+    def fire_schedules(self, next_after: NextAfter,
+                       make_job: MakeJob) -> "tuple[list[str], list[tuple[str, str]]]":
         """Enqueue one job for each schedule that is due, exactly once however
         many workers call this at once: the job (`make_job(payload, id)`) has
         the id '<name>:<fire time>', and next_run_at moves to
@@ -351,7 +359,7 @@ class Store(ABC):
 
     # ------------------------------------------------------------ jobs: reads
     @abstractmethod
-    def export_jobs(self, batch: int = 1000):
+    def export_jobs(self, batch: int = 1000) -> Iterator[Job]:
         """Every job with its output, in enqueue order (an iterator)."""
 
     @abstractmethod
@@ -418,7 +426,7 @@ class Store(ABC):
         at their limit and (given `queues`) of other queues do not count."""
 
     @abstractmethod
-    def wait_for_change(self, timeout: float, wake_fds=()) -> None:
+    def wait_for_change(self, timeout: float, wake_fds: Sequence[int] = ()) -> None:
         """Block up to `timeout` seconds, until another process commits, or
         until one of `wake_fds` is readable (a signal, a dead supervisor)."""
 
@@ -451,7 +459,26 @@ class Store(ABC):
         """Every config key with its effective value (defaults filled in)."""
 
     @abstractmethod
-    def config_set(self, key: str, value) -> None: ...
+    def config_set(self, key: str, value: Any) -> None: ...
+
+    # ------------------------------------------------------------ metrics
+    # Reads for /metrics (web/metrics.py), each one statement per scrape.
+
+    @abstractmethod
+    def metrics_ready(self) -> list[tuple]:
+        """(queue, jobs ready to run now, the oldest one's wait in ms) per queue
+        with any: pending or failed, not blocked, due (paused queues included:
+        leaving them out is the caller's). Reads only the ready jobs."""
+
+    @abstractmethod
+    def metrics_workers(self) -> "tuple[int, int]":
+        """(busy, idle): live workers holding a running job, and the others."""
+
+    @abstractmethod
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        """`enqueued` and attempt- or job-ending events (ENDING_EVENTS) with
+        seq > `after_seq`, oldest first, at most `limit`, as (seq, queue,
+        event, at, worker_id, detail JSON)."""
 
 
 def schedule_dict(name, cron, tz, job, next_run_at, last_run_at) -> dict:

@@ -1,0 +1,549 @@
+"""The dialect-neutral half of both SQL stores: every rule and read that is the
+same on SQLite and PostgreSQL, written once.
+
+`SQLStore` holds the job rules (settling dependents, planning dependencies,
+firing schedules, the rescue's decision, DLQ retry, cancel, import), the reads
+(get/list/count/export/history/counts/queues/config) and the meta/version
+check. It runs named statements (store/sql/<dialect>.sql) through a handful of
+primitives its dialect supplies:
+
+* `_write()`: a transaction, yielding (connection, now in epoch ms); driver
+  errors leave it as `StoreError`, a unique violation the caller asked about
+  as `Duplicate`.
+* `_rows(name, params)` / `_run(name, params)`: one statement outside a
+  transaction (rows / rowcount).
+* `_many(c, name, rows)`: one statement over many rows, in a transaction.
+* `_p(**params)`: the parameters plus `now` (the injected clock's time, or what
+  the dialect's statements take as "the database's clock").
+* `_list(values)` (how a list is bound), `NO_LIMIT`, `_bool`, `_text`, and the
+  notifications (`_notify`, `_notify_in`; no-ops where nothing listens).
+
+A dialect overrides only what truly differs: connections and transactions,
+enqueue, claim, finish, heartbeat, the rescue's detection, waiting, and (SQLite
+only: it alone takes jobs ahead) the reservations: finish_all, release,
+start_held.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+from queuectl import config as cfgmod
+from queuectl.clock import iso
+from queuectl.cron import firing_id
+from queuectl.errors import Conflict, DuplicateJob, NotFound, QueueError, StoreError
+from queuectl.model import STATES, TERMINAL, Decision, Job, NewJob, Outcome, State, options_json
+from queuectl.store.base import (
+    CANCEL,
+    CANCELLED_ERROR,
+    ENDING_EVENTS,
+    IMPORTED,
+    Store,
+    dependency_error,
+    dependency_plan,
+    detail_json,
+    ending,
+    event_dict,
+    first_seq_at,
+    like_pattern,
+    queue_rows,
+    rescue_error,
+    schedule_dict,
+)
+
+TYPE_CHECKING = False          # (typing is not imported at run time: a CLI start pays for it)
+if TYPE_CHECKING:
+    from typing import Any
+
+APP = "queuectl"
+SCHEMA_VERSION = 6
+STALE_WORKER_TTL = 3_600_000      # ms a dead worker's row is kept after it expired
+
+#: The columns every job-returning statement selects, in Job's field order.
+JOB_COLS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, "
+            "created_at, updated_at, started_at, finished_at, exit_code, last_error, "
+            "worker_id, lease_expires_at, options, queue, blocked")
+
+#: list_jobs / count_jobs: (in a state?, newest first? / matching?) -> statement.
+LIST_JOBS = {(False, False): "list_jobs", (False, True): "list_jobs_newest",
+             (True, False): "list_jobs_in_state", (True, True): "list_jobs_in_state_newest"}
+COUNT_JOBS = {(False, False): "count_jobs", (False, True): "count_jobs_matching",
+              (True, False): "count_jobs_in_state", (True, True): "count_jobs_in_state_matching"}
+#: attempt_ends without a lower bound: every seq and time qualifies.
+NO_SINCE = -(2 ** 62)
+
+
+class Duplicate(Exception):
+    """A write hit an existing job id (raised inside the transaction)."""
+
+
+class SQLStore(Store):
+    """Store logic over named statements; see the module docstring."""
+
+    #: Where the database is, for messages (a file path or host:port/db).
+    where: str = ""
+    #: What a list-reading statement's LIMIT takes for "no limit".
+    NO_LIMIT: "int | None" = None
+    #: The dialect's statements, {name: SQL}.
+    sql: "dict[str, str]" = {}
+    _identity: "tuple | None" = None
+
+    # ------------------------------------------------------- dialect primitives
+    def _write(self) -> "AbstractContextManager[tuple[Any, int]]":
+        raise NotImplementedError
+
+    def _rows(self, name: str, params: "Any" = None) -> list:
+        raise NotImplementedError
+
+    def _run(self, name: str, params: "Any" = None) -> int:
+        raise NotImplementedError
+
+    def _many(self, c: Any, name: str, rows: list) -> None:
+        raise NotImplementedError
+
+    def _p(self, **params: Any) -> dict:
+        raise NotImplementedError
+
+    def _list(self, values: "list | tuple") -> Any:
+        raise NotImplementedError
+
+    def _is_duplicate(self, e: BaseException) -> bool:
+        """Is `e` a unique violation (an id that exists)?"""
+        raise NotImplementedError
+
+    @staticmethod
+    def _bool(value: Any) -> Any:
+        return bool(value)
+
+    @staticmethod
+    def _text(value: "str | None") -> "str | None":
+        return value
+
+    def _notify(self, what: str) -> None:
+        """Wake idle workers (outside a transaction)."""
+
+    def _notify_in(self, c: Any, what: str) -> None:
+        """Wake idle workers when the transaction on `c` commits."""
+
+    def _lock_dependents(self, c: Any, ids: list) -> None:
+        """Lock the waiting dependents of `ids` before settling them."""
+
+    # ------------------------------------------------------------ meta
+    def _check_meta(self, meta: dict, foreign: str) -> int:
+        """The schema version `meta` ({key: value} of the meta table) names;
+        StoreError (`foreign` says why) if it is not queuectl's, or newer than
+        this queuectl understands."""
+        if meta.get("app") != APP:
+            raise StoreError(foreign)
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.where} has schema version {version}, newer than this "
+                             f"queuectl understands ({SCHEMA_VERSION}); upgrade queuectl")
+        return version
+
+    # ------------------------------------------------------------ dependencies
+    def _plan(self, c: Any, jobs: list) -> tuple:
+        """dependency_plan() of jobs about to be inserted (nothing to do if
+        none has `after`). On PostgreSQL the dependencies' rows are marked
+        has_dependents first, which locks them: a finish that races with this
+        enqueue either commits first (and we read its state) or waits and then
+        reads has_dependents (and settles the new dependents)."""
+        if not any(j.after for j in jobs):
+            return {}, [], []
+        batch = {j.id for j in jobs}
+        outside = sorted({d for j in jobs for d in j.after or () if d not in batch})
+        found = dict(c.execute(self.sql["plan_dependencies"],
+                               {"ids": self._list(outside)}).fetchall()) if outside else {}
+        return dependency_plan(jobs, found)
+
+    def _add_deps(self, c: Any, deps: list, failed: list, now: int) -> None:
+        """Record (job, dependency) pairs of jobs just inserted; cancel those
+        whose dependency ended dead or cancelled already."""
+        if not deps:
+            return
+        self._insert_deps(c, deps)
+        c.execute(self.sql["mark_has_dependents"],
+                  {"ids": self._list(sorted({d for _, d in deps}))})
+        if failed:
+            self._settle(c, failed, now)
+
+    def _insert_deps(self, c: Any, deps: list) -> None:
+        """Insert (job, dependency) pairs."""
+        raise NotImplementedError
+
+    def _settle(self, c: Any, ended: list, now: int) -> None:
+        """Jobs `ended` have just reached a terminal state: unblock their
+        dependents whose dependencies have all completed, and cancel (with
+        their own dependents, recursively) those that waited for a job that
+        ended dead or cancelled."""
+        frontier = list(ended)
+        while frontier:
+            ids = {"ids": self._list(frontier)}
+            self._lock_dependents(c, frontier)
+            if c.execute(self.sql["unblock_dependents"], ids).rowcount:
+                self._notify_in(c, "unblocked")
+            doomed: dict = {}
+            for job_id, dep, state, attempts in c.execute(
+                    self.sql["doomed_dependents"], ids).fetchall():
+                doomed.setdefault(job_id, (dep, state, attempts))
+            for job_id, (dep, state, attempts) in doomed.items():
+                self._cancel_waiting(c, now, job_id, attempts, dependency_error(dep, state))
+            frontier = list(doomed)
+
+    def _cancel_waiting(self, c: Any, now: int, job_id: str, attempts: int,
+                        error: str) -> None:
+        """A pending or failed job ends cancelled, with its event."""
+        if c.execute(self.sql["cancel_waiting"],
+                     {"now": now, "error": error, "id": job_id}).rowcount:
+            c.execute(self.sql["insert_event"], (job_id, "cancelled", attempts, now, None,
+                                                 detail_json(error=error)))
+
+    # ------------------------------------------------------------ jobs: writes
+    def import_jobs(self, jobs: list[Job]) -> None:
+        try:
+            with self._write() as (c, now):
+                blocked, deps, failed = self._plan(c, jobs)
+                try:
+                    self._many(c, "import_job", [self._import_row(j, now, blocked.get(j.id))
+                                                 for j in jobs])
+                except Exception as e:
+                    if self._is_duplicate(e):
+                        raise Duplicate from None
+                    raise
+                self._many(c, "insert_event", [(j.id, "enqueued", j.attempts, now, None,
+                                                IMPORTED) for j in jobs])
+                self._add_deps(c, deps, failed, now)
+                self._notify_in(c, "enqueued")
+        except Duplicate:
+            raise DuplicateJob(self._first_duplicate([j.id for j in jobs])) from None
+
+    def _import_row(self, j: Job, now: int, blocked: "bool | None") -> tuple:
+        text = self._text
+        return (j.id, text(j.command), j.state, j.attempts, j.max_retries, j.priority,
+                now if j.run_at is None else j.run_at, j.timeout,
+                now if j.created_at is None else j.created_at,
+                now if j.updated_at is None else j.updated_at, j.started_at,
+                now if j.finished_at is None and j.state in TERMINAL else j.finished_at,
+                j.exit_code, text(j.last_error), text(j.output),
+                self._bool(j.output_truncated), options_json(j.options), j.queue,
+                self._bool(blocked))
+
+    def cancel(self, job_id: str) -> str:
+        with self._write() as (c, now):
+            row = c.execute(self.sql["job_for_cancel"], {"id": job_id}).fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            state, attempts, has_dependents = row
+            if state in (State.PENDING, State.FAILED):
+                self._cancel_waiting(c, now, job_id, attempts, CANCELLED_ERROR)
+                if has_dependents:
+                    self._settle(c, [job_id], now)
+                return "cancelled"
+            if state == State.PROCESSING:
+                c.execute(self.sql["request_cancel"], {"id": job_id})
+                return "cancelling"
+            raise Conflict(f"job {job_id} is {state}; there is nothing to cancel")
+
+    def _rescue_job(self, c: Any, now: int, row: tuple, seen: int,
+                    decide: Callable[[Job], Decision], gone: "bool | None" = None
+                    ) -> "Job | None":
+        """The rescue's decision for one running job taken back from its
+        worker (`row`: JOB_COLS, has_dependents, cancel_requested): event
+        `lease_expired`, then retry, bury, or (a job being cancelled is not
+        retried when its worker is lost) cancelled. None if the job moved on
+        meanwhile."""
+        job = Job(*row[:-2])
+        decision = CANCEL if row[-1] else decide(job)
+        state, event, run_at, finished = ending(decision, job, now)
+        error = CANCELLED_ERROR if row[-1] else rescue_error(job, seen, gone)
+        if c.execute(self.sql["rescue"], {
+                "state": state, "now": now, "finished": finished, "run_at": run_at,
+                "error": error, "id": job.id, "worker": job.worker_id,
+                "attempts": job.attempts}).rowcount != 1:
+            return None
+        c.execute(self.sql["insert_event"], (job.id, "lease_expired", job.attempts, now,
+                                             job.worker_id, detail_json(error=error)))
+        c.execute(self.sql["insert_event"], (
+            job.id, event, job.attempts, now, None,
+            detail_json(error=error, run_at=iso(run_at) if state == State.FAILED else None)))
+        if row[-2] and state != State.FAILED:
+            self._settle(c, [job.id], now)
+        job.state, job.run_at, job.last_error = state, run_at, error
+        return job
+
+    def hand_back(self, job: Job, outcome: Outcome) -> None:
+        if self._hand_back({
+                "exit_code": outcome.exit_code, "error": self._text(outcome.error),
+                "output": self._text(outcome.output) or None,
+                "truncated": self._bool(outcome.truncated), "id": job.id,
+                "worker": job.worker_id, "attempts": job.attempts,
+                "duration": round(outcome.duration, 3)}):
+            self._notify("retry")
+            return
+        # Cancelled meanwhile (it ends cancelled), or no longer ours (LeaseLost).
+        super().hand_back(job, outcome)
+
+    def _hand_back(self, params: dict) -> bool:
+        """Run the hand_back statement (and its retry_scheduled event, detail
+        `interrupted`): did it match?"""
+        return self._run("hand_back", self._p(**params)) == 1
+
+    def held_state(self, worker_id: str, job: Job) -> str:
+        rows = self._rows("held_state", {"worker": worker_id, "attempts": job.attempts,
+                                         "id": job.id})
+        if not rows or not rows[0][0]:
+            return "gone"
+        return "paused" if rows[0][1] else "ok"
+
+    def dlq_retry(self, job_id: str) -> None:
+        if self._dlq_retry("dlq_retry_job", self._p(id=job_id)) != 1:
+            rows = self._rows("job_state", {"id": job_id})
+            if not rows:
+                raise NotFound(f"job {job_id} not found")
+            raise Conflict(f"job {job_id} is not in the DLQ (state: {rows[0][0]})")
+        self._notify("dlq_retry")
+
+    def dlq_retry_all(self, queue: "str | None" = None,
+                      exit_code: "int | None" = None) -> int:
+        n = self._dlq_retry("dlq_retry_all", self._p(queue=queue, exit_code=exit_code))
+        if n:
+            self._notify("dlq_retry")
+        return n
+
+    def _dlq_retry(self, name: str, params: dict) -> int:
+        """Run a DLQ retry statement (with its events); how many jobs moved."""
+        return self._run(name, params)
+
+    def dead_jobs(self, queue: "str | None" = None,
+                  exit_code: "int | None" = None) -> list[Job]:
+        return [Job(*r) for r in self._rows("dead_jobs", {"queue": queue,
+                                                          "exit_code": exit_code})]
+
+    def purge(self, states: list[str], older_than: float) -> int:
+        with self._write() as (c, now):
+            params = {"states": self._list(list(states)),
+                      "cutoff": now - round(older_than * 1000)}
+            # Dependents whose settling was cut short must not lose the rows
+            # that say what they wait for: settle them first.
+            ended = [r[0] for r in c.execute(self.sql["purge_unsettled"], params).fetchall()]
+            if ended:
+                self._settle(c, ended, now)
+            return c.execute(self.sql["purge"], params).rowcount
+
+    # ------------------------------------------------------------ schedules
+    def add_schedule(self, name: str, cron: str, tz: "str | None", job: str,
+                     next_after: Callable[[int], int], replace: bool = False) -> int:
+        with self._write() as (c, now):
+            first = next_after(now)
+            cur = c.execute(self.sql["replace_schedule" if replace else "add_schedule"],
+                            {"name": name, "cron": cron, "tz": tz, "job": job,
+                             "first": first, "now": now})
+            if cur.rowcount != 1:
+                raise Conflict(f"schedule {name} already exists (remove it first, or "
+                               "use --replace)")
+        return first
+
+    def schedules(self) -> list[dict]:
+        return [schedule_dict(*r) for r in self._rows("schedules")]
+
+    def remove_schedule(self, name: str) -> None:
+        if self._run("remove_schedule", {"name": name}) != 1:
+            raise NotFound(f"schedule {name} not found")
+
+    def fire_schedules(self, next_after: Callable[[str, "str | None", int], int],
+                       make_job: Callable[[str, str], NewJob]) -> tuple:
+        (due,) = self._rows("schedule_due", self._p())[0]
+        if not due:
+            return [], []
+        fired, failed = [], []
+        with self._write() as (c, now):
+            # A schedule another worker is firing is skipped (PostgreSQL); one
+            # it has fired no longer matches (its next_run_at moved past now).
+            for name, cron, tz, job, at in c.execute(self.sql["due_schedules"],
+                                                     {"now": now}).fetchall():
+                job_id = firing_id(name, at)
+                try:
+                    following = next_after(cron, tz, now)
+                    new = make_job(job, job_id)
+                except QueueError as e:
+                    failed.append((name, str(e)))       # the others still fire
+                    continue
+                c.execute(self.sql["schedule_fired"], {"next": following, "at": at,
+                                                       "name": name})
+                if self._insert_if_new(c, new, now):
+                    fired.append(job_id)
+        return fired, failed
+
+    def _insert_if_new(self, c: Any, job: NewJob, now: int) -> bool:
+        """Insert one new job unless its id exists (a firing already made)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ jobs: reads
+    def get_job(self, job_id: str, with_output: bool = False) -> Job:
+        rows = self._rows("get_job_output" if with_output else "get_job", {"id": job_id})
+        if not rows:
+            raise NotFound(f"job {job_id} not found")
+        job = Job(*rows[0])
+        if with_output:
+            job.output_truncated = bool(job.output_truncated)
+        job.after = self._after_of([job_id]).get(job_id, [])
+        return job
+
+    def export_jobs(self, batch: int = 1000) -> Iterator[Job]:
+        last = 0
+        while True:
+            rows = self._rows("export_jobs", {"after": last, "batch": batch})
+            jobs = [Job(*row[1:]) for row in rows]
+            after = self._after_of([j.id for j in jobs])
+            for job in jobs:
+                job.output_truncated = bool(job.output_truncated)
+                job.after = after.get(job.id)
+                yield job
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def _after_of(self, ids: list[str]) -> dict:
+        """{job id: [ids it runs after]} for those of `ids` that have any."""
+        out: dict = {}
+        for job_id, dep in self._rows("dependencies_of", {"ids": self._list(ids)}):
+            out.setdefault(job_id, []).append(dep)
+        return out
+
+    def _first_duplicate(self, ids: list[str]) -> str:
+        """The first id that exists already, else the first repeated in `ids`."""
+        found = {r[0] for r in self._rows("existing_ids", {"ids": self._list(ids)})}
+        for job_id in ids:
+            if job_id in found:
+                return job_id
+        seen = set()
+        for job_id in ids:
+            if job_id in seen:
+                return job_id
+            seen.add(job_id)
+        return ids[0]
+
+    def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
+                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
+        rows = self._rows(LIST_JOBS[bool(state), newest_first], {
+            "state": state, "like": like_pattern(search) if search else None,
+            "limit": limit if limit > 0 else self.NO_LIMIT, "offset": offset})
+        return [Job(*r) for r in rows]
+
+    def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:
+        return self._rows(COUNT_JOBS[bool(state), bool(search)], {
+            "state": state, "like": like_pattern(search) if search else None})[0][0]
+
+    def _seq_since(self, since_ms: int) -> int:
+        return first_seq_at(
+            self._rows("event_seq_bounds")[0],
+            lambda s: next(iter(self._rows("event_at_from", {"seq": s})), (None,))[0],
+            since_ms)
+
+    def attempt_ends(self, since_ms: "int | None" = None, after_seq: "int | None" = None,
+                     limit: int = 0) -> list[tuple]:
+        # (Every bound is a range on seq or at, absent ones wide open, so that
+        # the planner can use the primary key's range.)
+        return self._rows("attempt_ends", {
+            "events": self._list(ENDING_EVENTS),
+            "from_seq": 0 if since_ms is None else self._seq_since(since_ms),
+            "since": NO_SINCE if since_ms is None else since_ms,
+            "after": -1 if after_seq is None else after_seq,
+            "limit": limit if limit > 0 else self.NO_LIMIT})
+
+    def event_counts(self, since_ms: int, bucket_ms: int) -> list[tuple]:
+        return self._rows("event_counts", {
+            "since": since_ms, "bucket": bucket_ms, "events": self._list(ENDING_EVENTS),
+            "from_seq": self._seq_since(since_ms)})
+
+    def recent_failures(self, limit: int, since_ms: int) -> list[tuple]:
+        return self._rows("recent_failures", {"from_seq": self._seq_since(since_ms),
+                                              "since": since_ms, "limit": limit})
+
+    def max_event_seq(self) -> int:
+        return self._rows("max_event_seq")[0][0]
+
+    def counts(self) -> dict:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self._rows("counts"))
+        return counts
+
+    def history(self, job_id: "str | None" = None, limit: int = 0) -> list[dict]:
+        rows = self._rows("job_history" if job_id else "history", {
+            "job": job_id, "limit": limit if limit > 0 else self.NO_LIMIT})
+        return [event_dict(*row) for row in reversed(rows)]
+
+    def has_unfinished(self, queues: "list[str] | None" = None) -> bool:
+        # Running jobs first, through their small partial index: a burst
+        # worker asks this at the end of every drain, when a large paused
+        # backlog would otherwise be scanned row by row.
+        params = {"queues": self._list(queues) if queues else None}
+        return bool(self._rows("any_running", params) or self._rows("any_waiting", params))
+
+    def next_due_in(self, queues: "list[str] | None" = None) -> "float | None":
+        (wait,) = self._rows("next_due", self._p(
+            queues=self._list(queues) if queues else None))[0]
+        if wait is None:
+            return None
+        return max(0.0, wait / 1000)
+
+    def queues(self) -> list[dict]:
+        return queue_rows(self._rows("queue_counts"), self._rows("queue_settings"))
+
+    def set_queue(self, name: str, *, paused: "bool | None" = None,
+                  limit: "int | None" = None) -> None:
+        self._run("set_queue", {"name": name, "paused": paused, "limit": limit})
+        self._notify("queue")          # a resumed queue or a raised limit: look again
+
+    def cancel_requested(self, job_id: str) -> bool:
+        rows = self._rows("cancel_requested", {"id": job_id})
+        return bool(rows and rows[0][0])
+
+    def held_by(self, worker_id: str) -> list[Job]:
+        return [Job(*r) for r in self._rows("held_by", {"worker": worker_id})]
+
+    # ------------------------------------------------------------ workers
+    def deregister_worker(self, worker_id: str) -> None:
+        self._identity = None
+        self._run("delete_worker", {"worker": worker_id})
+        self._notify("worker_left")     # its job, if any, can be rescued now
+
+    def stop_requested(self, worker_id: str) -> bool:
+        rows = self._rows("stop_requested", {"worker": worker_id})
+        return bool(rows and rows[0][0])
+
+    def active_workers(self) -> list[dict]:
+        rows = self._rows("active_workers", self._p())
+        return [{"id": r[0], "host": r[1], "pid": r[2], "started_at": iso(r[3]),
+                 "heartbeat_at": iso(r[4]), "heartbeat_age": round((r[7] - r[4]) / 1000, 3),
+                 "stopping": bool(r[5]), "job_id": r[6]} for r in rows]
+
+    # ------------------------------------------------------------ config
+    def config(self) -> dict:
+        values = cfgmod.defaults()
+        for key, raw in self._rows("config"):
+            if key in values:
+                values[key] = json.loads(raw)
+        return values
+
+    def config_set(self, key: str, value: Any) -> None:
+        self._run("config_set", {"key": key, "value": json.dumps(value)})
+
+    # ------------------------------------------------------------ metrics
+    def metrics_ready(self) -> list[tuple]:
+        return self._rows("metrics_ready", self._p())
+
+    def metrics_workers(self) -> "tuple[int, int]":
+        by = {bool(busy): n for busy, n in self._rows("metrics_workers", self._p())}
+        return by.get(True, 0), by.get(False, 0)
+
+    def metrics_events(self, after_seq: int, limit: int) -> list[tuple]:
+        return self._rows("metrics_events", {
+            "after": after_seq, "events": self._list(("enqueued", *ENDING_EVENTS)),
+            "limit": limit})
+
+
+__all__ = ["APP", "SCHEMA_VERSION", "STALE_WORKER_TTL", "JOB_COLS", "Duplicate", "SQLStore"]
+
