@@ -948,6 +948,43 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     assert set(seen) == expected, expected - set(seen)
 
 
+def test_hand_back_is_an_uncharged_retry_due_now_unless_cancelled(make_store, clock):
+    store = make_store()
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([NewJob("a", "true", max_retries=0),
+                   NewJob("b", "true", max_retries=0, run_at=clock.now_ms() + 1000)])
+    stopped = Outcome("interrupted", None, "interrupted: worker was stopped", "out", False, 0.5)
+    a = store.claim("w1", 30)
+    store.hand_back(a, stopped)
+    job = store.get_job("a", with_output=True)
+    assert (job.state, job.max_retries, job.attempts) == ("failed", 1, 1)
+    assert job.run_at == job.updated_at == clock.now_ms() and job.output == "out"
+    ev = store.history("a")[-1]
+    assert ev["event"] == "retry_scheduled" and ev["worker_id"] == "w1"
+    assert ev["interrupted"] is True and ev["duration"] == 0.5
+    assert ev["run_at"] == iso(clock.now_ms()) and ev["error"] == stopped.error
+    with pytest.raises(LeaseLost):
+        store.hand_back(a, stopped)                    # no longer held
+    assert store.claim("w1", 30).id == "a"             # due now, its retry intact
+    clock.advance(1)
+    b = store.claim("w1", 30)
+    assert b.id == "b" and store.cancel("b") == "cancelling"
+    store.hand_back(b, stopped)                        # a cancel requested wins
+    assert store.get_job("b").state == "cancelled"
+
+
+def test_held_state_of_a_job_not_taken_ahead_is_gone(make_store):
+    # Only a job reserved by the worker (taken ahead, SQLite) is "ok" to
+    # start; one merely pending, or running, is not the worker's to start.
+    store = make_store()
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([NewJob("a", "true", max_retries=1), NewJob("b", "true", max_retries=1)])
+    running = store.claim("w1", 30)
+    assert running.id == "a"
+    assert store.held_state("w1", running) == "gone"
+    assert store.held_state("w1", store.get_job("b")) == "gone"
+
+
 def test_finish_claims_the_next_job_unless_the_worker_was_told_to_stop(make_store, clock):
     from queuectl.policy import COMPLETE
     from queuectl.runner import Outcome
