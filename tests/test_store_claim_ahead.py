@@ -196,3 +196,19 @@ def test_jobs_a_failed_release_could_not_give_back_stay_the_workers(store, monke
     monkeypatch.setattr(store, "release", broken)
     worker._release()
     assert [j.id for j in worker.ahead] == ["b", "c"]     # kept: to run, or give back later
+
+
+def test_a_job_edited_or_cancelled_and_requeued_while_reserved_is_no_longer_reserved(store):
+    # The worker holds the job's old values: an edit takes the job from it
+    # (it is not started), and a requeued job is anyone's at once.
+    w = _worker(store)
+    store.enqueue([nj("a"), nj("b"), nj("c")])
+    claimed, _ = store.finish_all(w, [], 30, None, ahead=2)
+    store.edit("b", priority=5)
+    assert store.held_state(w, claimed[1]) == "gone"
+    assert store.cancel("c") == "cancelled"
+    assert store.requeue("c") == "cancelled"
+    assert store.held_state(w, claimed[2]) == "gone"
+    other = _worker(store, "w2")
+    assert store.claim(other, 30).id == "b"
+    assert store.claim(other, 30).id == "c"

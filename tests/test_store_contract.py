@@ -931,6 +931,13 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     assert job.id == "h"
     store.hand_back(job, Outcome("interrupted", None, "interrupted: worker was stopped"))
     assert store.get_job("h").max_retries == 1                 # processing -> failed
+    store.enqueue([NewJob("q", "true", max_retries=1, priority=10)])
+    job = store.claim("w2", 30)
+    store.finish(job, Outcome("succeeded", 0), COMPLETE)
+    assert store.requeue("q") == "completed"                   # completed -> pending
+    assert store.requeue("c1") == "cancelled"                  # cancelled -> pending
+    ended += [("q", "pending"), ("c1", "pending")]
+    ended.remove(("c1", "cancelled"))
 
     expected = set(TRANSITIONS)
     for job_id, final in ended:

@@ -53,6 +53,26 @@ def state(text: str | None) -> str | None:
     return text
 
 
+#: What `cancel --all` may cancel (and cancels when no --state is given).
+CANCELLABLE = ("pending", "failed", "processing")
+
+
+def cancellable_states(texts: list[str] | None) -> list[str]:
+    """The states a cancel of many jobs covers: `texts` (each one of
+    CANCELLABLE, InvalidInput otherwise), or all of CANCELLABLE."""
+    if not texts:
+        return list(CANCELLABLE)
+    out: list[str] = []
+    for text in texts:
+        if text not in CANCELLABLE:
+            from queuectl.config import did_you_mean
+            raise InvalidInput(f"--state must be pending, failed or processing, not {text!r}"
+                               f"{did_you_mean(text, list(CANCELLABLE))}")
+        if text not in out:
+            out.append(text)
+    return out
+
+
 # ---------------------------------------------------------------- queues
 
 

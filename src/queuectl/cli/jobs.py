@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from argparse import Namespace
     from collections.abc import Callable
+    from contextlib import AbstractContextManager
     from typing import Any
 
     from queuectl.model import Job
@@ -62,10 +63,38 @@ def describe_db(url: str) -> str:
     return os.path.abspath(url)
 
 
-def open_db(args: Namespace, *, create: bool = False, **kw: Any) -> Store:
-    """Open the database. Read-only commands pass create=False: a database
-    that does not exist yet then reads as empty and no file is made."""
-    return open_store(db_url(args), create=create, **kw)
+class _Missing:
+    """A store opened on a database that does not exist (it reads as empty):
+    when the `with` block ends without an error, a line on stderr says so,
+    naming the file. (Not when it fails: an error stays one line.)"""
+
+    def __init__(self, store: Store, path: str):
+        self.store, self.path = store, path
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.store.close()
+        if kind is None:
+            print(f"queuectl: no queue at {self.path} yet", file=sys.stderr, flush=True)
+
+
+def open_db(args: Namespace, *, create: bool = False, quiet: bool = False,
+            **kw: Any) -> AbstractContextManager[Store]:
+    """Open the database, for a `with` block. Read-only commands pass
+    create=False: a database that does not exist yet then reads as empty and
+    no file is made, and (unless `quiet`) a line on stderr says so, naming the
+    file: a command run in the wrong directory is not silently answered by an
+    empty queue."""
+    url = db_url(args)
+    store = open_store(url, create=create, **kw)
+    if not create and not quiet and not url.startswith(("postgresql://", "postgres://")):
+        import os
+        path = describe_db(url)
+        if url not in (":memory:", "sqlite://:memory:") and not os.path.exists(path):
+            return _Missing(store, path)
+    return store
 
 
 def read_input(args: Namespace, limit: int | None = None) -> str:
@@ -174,9 +203,22 @@ def wait(args: Namespace) -> int:
                 raise InvalidInput(f"job {i} not found") from None
         dead_before = store.counts()["dead"] if args.all else 0
         last_line = 0.0
+        seen, since, told = None, time.monotonic(), set()
         while True:
+            # Nothing has changed for STALL seconds: say once why, if we can see it.
+            look: Any = store.counts() if args.all else [store.get_job(i).state for i in ids]
+            if look != seen:
+                seen, since = look, time.monotonic()
+            elif time.monotonic() - since >= STALL:
+                since = float("inf")            # (looked; look again after a change)
+                for reason in stall_reasons(store, None if args.all else ids, args):
+                    if reason not in told:
+                        told.add(reason)
+                        if tty and args.all:
+                            sys.stdout.write("\n")
+                        print(f"queuectl: wait: {reason}", file=sys.stderr, flush=True)
             if args.all:
-                counts = store.counts()
+                counts = look
                 left = counts["pending"] + counts["failed"] + counts["processing"]
                 done = counts["completed"] + counts["dead"] + counts["cancelled"]
                 now = time.monotonic()
@@ -198,7 +240,7 @@ def wait(args: Namespace) -> int:
                           f"{counts['cancelled']} cancelled")
                     return 1 if dead > 0 else 0
             else:
-                states = {i: store.get_job(i).state for i in ids}
+                states = dict(zip(ids, look, strict=True))
                 if all(st in TERMINAL for st in states.values()):
                     for i in ids:
                         print(f"{i} {states[i]}")
@@ -210,6 +252,48 @@ def wait(args: Namespace) -> int:
                 return 124
             time.sleep(0.1 if deadline is None else
                        max(0.0, min(0.1, deadline - time.monotonic())))
+
+
+#: Seconds without any change before `wait` looks for why nothing moves.
+STALL = 2.0
+
+
+def stall_reasons(store: Store, ids: list[str] | None, args: Namespace) -> list[str]:
+    """Why the jobs `ids` (None: every unfinished job) may not move: no
+    active worker on this database, their queue paused, a dependency that
+    ended dead or cancelled (or waits in a paused queue)."""
+    reasons = []
+    paused = {q["name"] for q in store.queues() if q["paused"]}
+    if ids is None:
+        waiting_in = {q["name"] for q in store.queues() if q["pending"] + q["failed"]}
+        left = bool(waiting_in) or store.counts()["processing"] > 0
+        blocked: list = []
+    else:
+        jobs = [store.get_job(i) for i in ids]
+        jobs = [j for j in jobs if j.state not in TERMINAL]
+        waiting_in = {j.queue for j in jobs if j.state != "processing"}
+        left = bool(jobs)
+        blocked = [j for j in jobs if j.blocked]
+    if not left:
+        return []
+    if not store.active_workers():
+        reasons.append(f"no active worker on this database ({describe_db(db_url(args))}); "
+                       "jobs wait until one starts (queuectl worker start)")
+    for name in sorted(waiting_in & paused):
+        reasons.append(f"queue {name} is paused; its jobs wait (queuectl queue resume {name})")
+    for job in blocked:
+        for dep_id in job.after or ():
+            try:
+                dep = store.get_job(dep_id)
+            except NotFound:
+                continue
+            if dep.state in ("dead", "cancelled"):
+                reasons.append(f"job {job.id} waits for job {dep_id}, which is {dep.state} "
+                               f"(queuectl requeue {dep_id})")
+            elif dep.state != "completed" and dep.queue in paused:
+                reasons.append(f"job {job.id} waits for job {dep_id}, whose queue "
+                               f"{dep.queue} is paused")
+    return reasons
 
 
 def status(args: Namespace) -> int:
@@ -236,12 +320,14 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     if last is not None and args.limit is not None:
         raise InvalidInput("give --limit N (the oldest N) or --last N (the newest N), not both")
     limit = args.limit if args.limit is not None else (0 if args.json else 100)
+    queues = [ops.queue_name(q) for q in getattr(args, "queues", None) or ()] or None
     with open_db(args) as store:
         if last is not None:
-            jobs = store.list_jobs(state, last, newest_first=True)[::-1] if last else []
+            jobs = (store.list_jobs(state, last, newest_first=True, queues=queues)[::-1]
+                    if last else [])
             limit = 0
         else:
-            jobs = store.list_jobs(state, limit + 1 if limit else 0)
+            jobs = store.list_jobs(state, limit + 1 if limit else 0, queues=queues)
     more = bool(limit) and len(jobs) > limit
     jobs = jobs[:limit] if limit else jobs
     if args.json:
@@ -249,7 +335,9 @@ def list_jobs(args: Namespace, state: str | None, headers: list[str],
     elif jobs:
         render.table(headers, [row(j) for j in jobs], flex)
     else:
-        print("no jobs" + (f" in state {state}" if state else ""), file=sys.stderr)
+        print("no jobs" + (f" in state {state}" if state else "") +
+              (f" in queue{'s' if len(queues) > 1 else ''} {', '.join(queues)}"
+               if queues else ""), file=sys.stderr)
     if more:
         print(f"(showing the first {limit} jobs; --limit N for more, --limit 0 for all, "
               "--last N for the newest)", file=sys.stderr)

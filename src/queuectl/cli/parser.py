@@ -274,6 +274,8 @@ def list_(c: Commands) -> None:
                    help="at most N jobs (0 = all; default 100 as text, all with --json)")
     p.add_argument("--last", type=_nonneg_int, default=None, metavar="N",
                    help="the newest N jobs instead (still oldest first)")
+    p.add_argument("--queue", action="append", metavar="NAME", dest="queues",
+                   help="only jobs of this queue (repeatable)")
     _json(p)
 
 
@@ -336,14 +338,55 @@ def dlq(c: Commands) -> None:
 # ---------------------------------------------------------------- steering (cli/control.py)
 
 def cancel(c: Commands) -> None:
-    p = c.add("cancel", "cancel a job: a waiting one at once, a running one is killed",
-              "control:cancel")
+    p = c.add("cancel", "cancel a job (or --all): a waiting one at once, a running one "
+              "is killed", "control:cancel")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true",
+                   help="cancel every pending, failed and processing job (of --queue, "
+                        "in --state)")
+    p.add_argument("--queue", action="append", metavar="NAME", dest="queues",
+                   help="with --all: only jobs of this queue (repeatable)")
+    p.add_argument("--state", action="append", metavar="STATE", dest="states",
+                   help="with --all: only jobs in this state: pending, failed or "
+                        "processing (repeatable)")
+    p.add_argument("--yes", action="store_true",
+                   help="with --all: running jobs too (their commands are killed)")
+    _json(p)
+
+
+def remove(c: Commands) -> None:
+    p = c.add("remove", "delete jobs that are not running, with their events and output",
+              "control:remove")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--force", action="store_true",
+                   help="also when waiting jobs depend on it (they are cancelled)")
+    _json(p)
+
+
+def requeue(c: Commands) -> None:
+    p = c.add("requeue", "run completed, dead or cancelled jobs again (attempts from 0, "
+              "history kept)", "control:requeue")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    _json(p)
+
+
+def edit(c: Commands) -> None:
+    p = c.add("edit", "change a waiting job (pending, or failed and waiting for its retry)",
+              "control:edit")
     p.add_argument("id")
+    p.add_argument("--priority", type=int, metavar="N", help=FIELD_HELP["priority"])
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--delay", metavar="D", help="due D from now: seconds, or "
+                      "90s/15m/2h/7d/1w/1h30m (0 = now)")
+    when.add_argument("--run-at", dest="run_at", metavar="TIME", help=FIELD_HELP["run_at"])
+    p.add_argument("--max-retries", dest="max_retries", type=int, metavar="N",
+                   help="retries after the first attempt")
+    p.add_argument("--timeout", metavar="D", help="kill an attempt after D (0 = none)")
     _json(p)
 
 
 def queue(c: Commands) -> None:
-    sub = c.group("queue", "named queues: list, pause, resume, limit")
+    sub = c.group("queue", "named queues: list, pause, resume, limit, remove")
     _json(c.add("list", "every queue with its job counts, paused flag and limit",
                 "control:queue_list", sub))
     p = c.add("pause", "stop claiming from a queue (running jobs finish)",
@@ -355,6 +398,10 @@ def queue(c: Commands) -> None:
               "control:queue_limit", sub)
     p.add_argument("name")
     p.add_argument("n", type=_limit, metavar="N")
+    p = c.add("remove", "remove a queue's settings (only when it has no jobs)",
+              "control:queue_remove", sub)
+    p.add_argument("name")
+    _json(p)
 
 
 def purge(c: Commands) -> None:
@@ -482,8 +529,8 @@ IDS_COMMAND = "_ids"
 
 # The order of `queuectl --help`.
 COMMANDS = (add, enqueue, wait, worker, status, health, list_, show, logs, history, dlq, cancel,
-            queue, schedule, stats, top, dashboard, purge, migrate, export, import_, config,
-            help_, completion, ids)
+            remove, requeue, edit, queue, schedule, stats, top, dashboard, purge, migrate,
+            export, import_, config, help_, completion, ids)
 
 
 def command_word(argv: list[str]) -> "int | None":

@@ -34,7 +34,7 @@ def ids(args: Namespace) -> int:
     """The newest job ids, one a line (for completion: quiet, never an error)."""
     from queuectl.cli.jobs import open_db
     try:
-        with open_db(args) as store:
+        with open_db(args, quiet=True) as store:
             jobs = store.list_jobs(None, IDS_LIMIT, newest_first=True)
     except Exception:
         return 0

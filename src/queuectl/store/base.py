@@ -276,6 +276,52 @@ class Store(ABC):
         Conflict if it has ended already."""
 
     @abstractmethod
+    def cancel_candidates(self, states: list[str],
+                          queues: "list[str] | None" = None) -> list[tuple[str, str]]:
+        """(id, state) of the jobs in `states` (of `queues`, if given), oldest
+        first: what `cancel --all` would cancel."""
+
+    @abstractmethod
+    def cancel_many(self, ids: list[str], running: bool) -> tuple[list[str], list[str]]:
+        """cancel() each of `ids`, one transaction per job: (cancelled,
+        cancelling). A job that ended or went meanwhile is skipped, and so is a
+        running one unless `running` (a job that started after the caller
+        counted the running ones is not cancelled behind its back)."""
+
+    @abstractmethod
+    def remove(self, job_id: str, force: bool = False) -> list[str]:
+        """Delete a job that is not running, with its events and output.
+        NotFound if no such job; Conflict if it is processing (cancel it
+        first), or if it has waiting dependents and is not completed, unless
+        `force`: those are then cancelled (event `cancelled`, "dependency X
+        was removed", and their own dependents settled), and their ids
+        returned."""
+
+    @abstractmethod
+    def requeue(self, job_id: str) -> str:
+        """`completed`/`dead`/`cancelled` -> `pending`, attempts 0, due now,
+        with an `enqueued` event whose detail is {"requeued": <old state>}
+        (the job's history is kept); returns the old state. Blocked again if
+        one of its dependencies has not completed. NotFound if no such job;
+        Conflict if it is waiting or running, or if a dependency is dead or
+        cancelled (requeue that one first). Its dependents stay as they are."""
+
+    @abstractmethod
+    def edit(self, job_id: str, *, priority: "int | None" = None,
+             delay: "float | None" = None, run_at: "int | None" = None,
+             max_retries: "int | None" = None, timeout: "float | None" = None) -> None:
+        """Change a waiting job (pending, or failed and waiting for its
+        retry): priority, when it is due (`delay` seconds from now, or
+        `run_at` epoch ms), max_retries, timeout (seconds; 0 = none); None
+        leaves a field as it is. NotFound if no such job; Conflict if it is
+        running or has ended."""
+
+    @abstractmethod
+    def remove_queue(self, name: str) -> None:
+        """Delete a queue's settings. NotFound if it has neither settings nor
+        jobs; Conflict if it has jobs."""
+
+    @abstractmethod
     def cancel_requested(self, job_id: str) -> bool:
         """Has a cancel been requested for this (running) job?"""
 
@@ -368,9 +414,11 @@ class Store(ABC):
 
     @abstractmethod
     def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
-                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
+                  search: "str | None" = None, newest_first: bool = False,
+                  queues: "list[str] | None" = None) -> list[Job]:
         """Jobs in enqueue order (oldest first, or newest first); limit 0 = all.
-        `search`: only jobs whose id or command contains it (case-insensitive)."""
+        `search`: only jobs whose id or command contains it (case-insensitive);
+        `queues`: only jobs of these queues."""
 
     @abstractmethod
     def count_jobs(self, state: "str | None" = None, search: "str | None" = None) -> int:

@@ -231,6 +231,9 @@ class SQLStore(Store):
                 self._bool(blocked))
 
     def cancel(self, job_id: str) -> str:
+        return self._cancel(job_id, running=True)
+
+    def _cancel(self, job_id: str, running: bool) -> str:
         with self._write() as (c, now):
             row = c.execute(self.sql["job_for_cancel"], {"id": job_id}).fetchone()
             if row is None:
@@ -241,10 +244,111 @@ class SQLStore(Store):
                 if has_dependents:
                     self._settle(c, [job_id], now)
                 return "cancelled"
-            if state == State.PROCESSING:
+            if state == State.PROCESSING and running:
                 c.execute(self.sql["request_cancel"], {"id": job_id})
                 return "cancelling"
             raise Conflict(f"job {job_id} is {state}; there is nothing to cancel")
+
+    def cancel_candidates(self, states: list[str],
+                          queues: "list[str] | None" = None) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._rows("cancel_candidates", {
+            "states": self._list(list(states)),
+            "queues": self._list(queues) if queues else None})]
+
+    def cancel_many(self, ids: list[str], running: bool) -> tuple[list[str], list[str]]:
+        cancelled: list[str] = []
+        cancelling: list[str] = []
+        for job_id in ids:
+            try:
+                result = self._cancel(job_id, running)
+            except (NotFound, Conflict):
+                continue            # ended, went, or started meanwhile
+            (cancelled if result == "cancelled" else cancelling).append(job_id)
+        return cancelled, cancelling
+
+    def remove(self, job_id: str, force: bool = False) -> list[str]:
+        with self._write() as (c, now):
+            row = c.execute(self.sql["job_for_remove"], {"id": job_id}).fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            state, has_dependents = row
+            if state == State.PROCESSING:
+                raise Conflict(f"job {job_id} is processing; cancel it first "
+                               f"(queuectl cancel {job_id})")
+            waiting: list = []
+            if has_dependents and state != State.COMPLETED:
+                self._lock_dependents(c, [job_id])
+                waiting = c.execute(self.sql["waiting_dependents"], {"id": job_id}).fetchall()
+                if waiting and not force:
+                    names = ", ".join(r[0] for r in waiting[:3])
+                    more = ", ..." if len(waiting) > 3 else ""
+                    raise Conflict(f"job {job_id} has {len(waiting)} waiting dependent"
+                                   f"{'' if len(waiting) == 1 else 's'} ({names}{more}); "
+                                   "--force removes it and cancels them")
+            error = f"dependency {job_id} was removed"
+            for dep, attempts in waiting:
+                self._cancel_waiting(c, now, dep, attempts, error)
+            if c.execute(self.sql["remove_job"], {"id": job_id}).rowcount != 1:
+                raise Conflict(f"job {job_id} is {state}; it cannot be removed")
+            if waiting:
+                self._settle(c, [r[0] for r in waiting], now)
+            return [r[0] for r in waiting]
+
+    def requeue(self, job_id: str) -> str:
+        with self._write() as (c, now):
+            # The dependencies first (seq order; share-locked on PostgreSQL,
+            # so one that ends meanwhile settles the job requeued here).
+            deps = c.execute(self.sql["dependency_states"], {"id": job_id}).fetchall()
+            rows = c.execute(self.sql["job_state"], {"id": job_id}).fetchall()
+            if not rows:
+                raise NotFound(f"job {job_id} not found")
+            state = rows[0][0]
+            if state not in TERMINAL:
+                raise Conflict(f"job {job_id} is {state}; only completed, dead or cancelled "
+                               "jobs can be requeued")
+            for dep, dep_state in deps:
+                if dep_state in (State.DEAD, State.CANCELLED):
+                    raise Conflict(f"job {job_id} runs after {dep}, which is {dep_state}; "
+                                   f"requeue that first (queuectl requeue {dep} {job_id})")
+            blocked = any(s != State.COMPLETED for _, s in deps)
+            if c.execute(self.sql["requeue_job"], {"id": job_id, "now": now,
+                                                   "blocked": self._bool(blocked)}
+                         ).rowcount != 1:
+                state = c.execute(self.sql["job_state"], {"id": job_id}).fetchall()[0][0]
+                raise Conflict(f"job {job_id} is {state}; only completed, dead or cancelled "
+                               "jobs can be requeued")
+            c.execute(self.sql["insert_event"], (job_id, "enqueued", 0, now, None,
+                                                 detail_json(requeued=str(state))))
+            self._notify_in(c, "enqueued")
+            return str(state)
+
+    def edit(self, job_id: str, *, priority: "int | None" = None,
+             delay: "float | None" = None, run_at: "int | None" = None,
+             max_retries: "int | None" = None, timeout: "float | None" = None) -> None:
+        with self._write() as (c, now):
+            if delay is not None:
+                run_at = now + round(delay * 1000)
+            n = c.execute(self.sql["edit_job"], {
+                "id": job_id, "now": now, "priority": priority, "run_at": run_at,
+                "max_retries": max_retries, "timeout": timeout}).rowcount
+            if n != 1:
+                rows = c.execute(self.sql["job_state"], {"id": job_id}).fetchall()
+                if not rows:
+                    raise NotFound(f"job {job_id} not found")
+                raise Conflict(f"job {job_id} is {rows[0][0]}; only a waiting job (pending, "
+                               "or failed and waiting for its retry) can be edited")
+            self._notify_in(c, "enqueued")     # due sooner, perhaps: look again
+
+    def remove_queue(self, name: str) -> None:
+        with self._write() as (c, _now):
+            if c.execute(self.sql["remove_queue"], {"name": name}).rowcount == 1:
+                return
+            jobs, has_settings = c.execute(self.sql["queue_jobs"], {"name": name}).fetchone()
+        if jobs:
+            raise Conflict(f"queue {name} has {jobs} job{'' if jobs == 1 else 's'}; remove "
+                           "or purge them first")
+        raise NotFound(f"queue {name} not found" if not has_settings else
+                       f"queue {name} could not be removed")
 
     def _rescue_job(self, c: Any, now: int, row: tuple, seen: int,
                     decide: Callable[[Job], Decision], gone: "bool | None" = None
@@ -426,8 +530,12 @@ class SQLStore(Store):
         return ids[0]
 
     def list_jobs(self, state: "str | None" = None, limit: int = 0, *, offset: int = 0,
-                  search: "str | None" = None, newest_first: bool = False) -> list[Job]:
-        rows = self._rows(LIST_JOBS[bool(state), newest_first], {
+                  search: "str | None" = None, newest_first: bool = False,
+                  queues: "list[str] | None" = None) -> list[Job]:
+        name = (("list_jobs_in_queues_newest" if newest_first else "list_jobs_in_queues")
+                if queues else LIST_JOBS[bool(state), newest_first])
+        rows = self._rows(name, {
+            "queues": self._list(queues) if queues else None,
             "state": state, "like": like_pattern(search) if search else None,
             "limit": limit if limit > 0 else self.NO_LIMIT, "offset": offset})
         return [Job(*r) for r in rows]

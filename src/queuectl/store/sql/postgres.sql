@@ -175,6 +175,51 @@ SELECT state, attempts, has_dependents FROM queuectl_jobs WHERE id = %(id)s FOR 
 -- description: Flag a running job for its worker to kill and end as cancelled.
 UPDATE queuectl_jobs SET cancel_requested = true WHERE id = %(id)s;
 
+-- name: job_for_remove
+-- description: What a remove needs to know of a job (locked): state, has_dependents.
+SELECT state, has_dependents FROM queuectl_jobs WHERE id = %(id)s::text FOR UPDATE;
+
+-- name: waiting_dependents
+-- description: The waiting (pending or failed) dependents of job %(id)s: (job, attempts), in seq order.
+SELECT j.id, j.attempts FROM queuectl_job_deps d JOIN queuectl_jobs j ON j.id = d.job_id
+WHERE d.dep_id = %(id)s::text AND j.state IN ('pending', 'failed')
+ORDER BY j.seq;
+
+-- name: remove_job
+-- description: Delete a job that is not running (its events, output and dependency rows go with it).
+DELETE FROM queuectl_jobs
+WHERE id = %(id)s::text AND state IN ('pending', 'failed', 'completed', 'dead', 'cancelled');
+
+-- name: dependency_states
+-- description: The jobs job %(id)s runs after, with their states, in seq order (share-locked: one that ends meanwhile sees the requeued job).
+SELECT p.id, p.state FROM queuectl_job_deps d JOIN queuectl_jobs p ON p.id = d.dep_id
+WHERE d.job_id = %(id)s::text
+ORDER BY p.seq FOR SHARE OF p;
+
+-- name: requeue_job
+-- description: A completed, dead or cancelled job (%(id)s) is pending again, attempts reset (%(blocked)s: a dependency has not completed).
+UPDATE queuectl_jobs SET state = 'pending', attempts = 0, run_at = %(now)s::bigint,
+       updated_at = %(now)s::bigint, finished_at = NULL, cancel_requested = false,
+       blocked = %(blocked)s::boolean
+WHERE id = %(id)s::text AND state IN ('completed', 'dead', 'cancelled');
+
+-- name: edit_job
+-- description: Change a waiting (pending or failed) job's priority, run_at, max_retries or timeout; NULL leaves one as it is.
+UPDATE queuectl_jobs
+SET priority = COALESCE(%(priority)s::bigint, priority),
+    run_at = COALESCE(%(run_at)s::bigint, run_at),
+    max_retries = COALESCE(%(max_retries)s::bigint, max_retries),
+    timeout = COALESCE(%(timeout)s::double precision, timeout),
+    updated_at = %(now)s::bigint
+WHERE id = %(id)s::text AND state IN ('pending', 'failed');
+
+-- name: cancel_candidates
+-- description: id and state of the jobs in %(states)s (of %(queues)s, if given), oldest first.
+SELECT id, state FROM queuectl_jobs
+WHERE state = ANY(%(states)s::text[])
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+ORDER BY seq;
+
 -- name: unblock_all
 -- description: Repair: blocked jobs with no unfinished dependency left (settling cut short by a crash) can run.
 UPDATE queuectl_jobs j SET blocked = false
@@ -696,6 +741,30 @@ WHERE state = %(state)s::text
        OR command ILIKE %(like)s::text ESCAPE '\')
 ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: list_jobs_in_queues
+-- description: Jobs of %(queues)s (in %(state)s, matching %(like)s, if given), oldest first.
+SELECT id, command, state, attempts, max_retries, priority, run_at, timeout, created_at,
+       updated_at, started_at, finished_at, exit_code, last_error, worker_id,
+       lease_expires_at, options, queue, blocked
+FROM queuectl_jobs
+WHERE queue = ANY(%(queues)s::text[])
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(like)s::text IS NULL OR id ILIKE %(like)s::text ESCAPE '\'
+       OR command ILIKE %(like)s::text ESCAPE '\')
+ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_jobs_in_queues_newest
+-- description: Jobs of %(queues)s (in %(state)s, matching %(like)s, if given), newest first.
+SELECT id, command, state, attempts, max_retries, priority, run_at, timeout, created_at,
+       updated_at, started_at, finished_at, exit_code, last_error, worker_id,
+       lease_expires_at, options, queue, blocked
+FROM queuectl_jobs
+WHERE queue = ANY(%(queues)s::text[])
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(like)s::text IS NULL OR id ILIKE %(like)s::text ESCAPE '\'
+       OR command ILIKE %(like)s::text ESCAPE '\')
+ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s;
+
 -- name: count_jobs
 -- description: How many jobs there are.
 SELECT count(*) FROM queuectl_jobs;
@@ -734,6 +803,17 @@ VALUES (%(name)s, COALESCE(%(paused)s::boolean, false), COALESCE(%(limit)s::bigi
 ON CONFLICT (name) DO UPDATE SET
     paused = COALESCE(%(paused)s::boolean, queuectl_queues.paused),
     max_running = COALESCE(%(limit)s::bigint, queuectl_queues.max_running);
+
+-- name: remove_queue
+-- description: Delete queue %(name)s's settings unless it has jobs.
+DELETE FROM queuectl_queues
+WHERE name = %(name)s::text
+  AND NOT EXISTS (SELECT 1 FROM queuectl_jobs WHERE queue = %(name)s::text);
+
+-- name: queue_jobs
+-- description: How many jobs queue %(name)s has, and whether it has settings.
+SELECT (SELECT count(*) FROM queuectl_jobs WHERE queue = %(name)s::text),
+       EXISTS (SELECT 1 FROM queuectl_queues WHERE name = %(name)s::text);
 
 -- name: cancel_requested
 -- description: A job's cancel flag.

@@ -133,9 +133,9 @@ WHERE d.dep_id IN (SELECT value FROM json_each(:ids)) AND p.state IN ('dead', 'c
 ORDER BY j.seq, d.dep_id;
 
 -- name: cancel_waiting
--- description: A pending or failed job (:id) ends cancelled with :error.
+-- description: A pending or failed job (:id) ends cancelled with :error (a reservation it had ends).
 UPDATE jobs SET state = 'cancelled', blocked = 0, updated_at = :now, finished_at = :now,
-       last_error = :error
+       last_error = :error, reserved_by = NULL, reserved_until = NULL
 WHERE id = :id AND state IN ('pending', 'failed');
 
 -- name: job_for_cancel
@@ -145,6 +145,49 @@ SELECT state, attempts, has_dependents FROM jobs WHERE id = :id;
 -- name: request_cancel
 -- description: Flag a running job for its worker to kill and end as cancelled.
 UPDATE jobs SET cancel_requested = 1 WHERE id = :id;
+
+-- name: job_for_remove
+-- description: What a remove needs to know of a job: state, has_dependents.
+SELECT state, has_dependents FROM jobs WHERE id = :id;
+
+-- name: waiting_dependents
+-- description: The waiting (pending or failed) dependents of job :id: (job, attempts), in seq order.
+SELECT j.id, j.attempts FROM job_deps d JOIN jobs j ON j.id = d.job_id
+WHERE d.dep_id = :id AND j.state IN ('pending', 'failed')
+ORDER BY j.seq;
+
+-- name: remove_job
+-- description: Delete a job that is not running (its events, output and dependency rows go with it).
+DELETE FROM jobs
+WHERE id = :id AND state IN ('pending', 'failed', 'completed', 'dead', 'cancelled');
+
+-- name: dependency_states
+-- description: The jobs job :id runs after, with their states, in seq order.
+SELECT p.id, p.state FROM job_deps d JOIN jobs p ON p.id = d.dep_id
+WHERE d.job_id = :id
+ORDER BY p.seq;
+
+-- name: requeue_job
+-- description: A completed, dead or cancelled job (:id) is pending again, attempts reset, not reserved (:blocked: a dependency has not completed).
+UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now,
+       finished_at = NULL, cancel_requested = 0, blocked = :blocked,
+       reserved_by = NULL, reserved_until = NULL
+WHERE id = :id AND state IN ('completed', 'dead', 'cancelled');
+
+-- name: edit_job
+-- description: Change a waiting (pending or failed) job's priority, run_at, max_retries or timeout; NULL leaves one as it is. A job taken ahead loses its reservation: its worker, holding the old values, does not start it.
+UPDATE jobs SET priority = coalesce(:priority, priority), run_at = coalesce(:run_at, run_at),
+       max_retries = coalesce(:max_retries, max_retries),
+       timeout = coalesce(:timeout, timeout), updated_at = :now,
+       reserved_by = NULL, reserved_until = NULL
+WHERE id = :id AND state IN ('pending', 'failed');
+
+-- name: cancel_candidates
+-- description: id and state of the jobs in :states (of the :queues JSON array, if given), oldest first.
+SELECT id, state FROM jobs
+WHERE state IN (SELECT value FROM json_each(:states))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY seq;
 
 -- ====================================================== claim, finish, release
 
@@ -480,6 +523,28 @@ WHERE state = :state
   AND (:like IS NULL OR id LIKE :like ESCAPE '\' OR command LIKE :like ESCAPE '\')
 ORDER BY seq DESC LIMIT :limit OFFSET :offset;
 
+-- name: list_jobs_in_queues
+-- description: Jobs of the :queues JSON array (in :state, matching :like, if given), oldest first.
+SELECT id, command, state, attempts, max_retries, priority, run_at, timeout, created_at,
+       updated_at, started_at, finished_at, exit_code, last_error, worker_id,
+       lease_expires_at, options, queue, blocked
+FROM jobs
+WHERE queue IN (SELECT value FROM json_each(:queues))
+  AND (:state IS NULL OR state = :state)
+  AND (:like IS NULL OR id LIKE :like ESCAPE '\' OR command LIKE :like ESCAPE '\')
+ORDER BY seq LIMIT :limit OFFSET :offset;
+
+-- name: list_jobs_in_queues_newest
+-- description: Jobs of the :queues JSON array (in :state, matching :like, if given), newest first.
+SELECT id, command, state, attempts, max_retries, priority, run_at, timeout, created_at,
+       updated_at, started_at, finished_at, exit_code, last_error, worker_id,
+       lease_expires_at, options, queue, blocked
+FROM jobs
+WHERE queue IN (SELECT value FROM json_each(:queues))
+  AND (:state IS NULL OR state = :state)
+  AND (:like IS NULL OR id LIKE :like ESCAPE '\' OR command LIKE :like ESCAPE '\')
+ORDER BY seq DESC LIMIT :limit OFFSET :offset;
+
 -- name: count_jobs
 -- description: How many jobs there are.
 SELECT count(*) FROM jobs;
@@ -515,6 +580,16 @@ INSERT INTO queues (name, paused, max_running)
 VALUES (:name, coalesce(:paused, 0), coalesce(:limit, 0))
 ON CONFLICT (name) DO UPDATE SET paused = coalesce(:paused, queues.paused),
                                  max_running = coalesce(:limit, queues.max_running);
+
+-- name: remove_queue
+-- description: Delete queue :name's settings unless it has jobs.
+DELETE FROM queues
+WHERE name = :name AND NOT EXISTS (SELECT 1 FROM jobs WHERE queue = :name);
+
+-- name: queue_jobs
+-- description: How many jobs queue :name has, and whether it has settings.
+SELECT (SELECT count(*) FROM jobs WHERE queue = :name),
+       EXISTS (SELECT 1 FROM queues WHERE name = :name);
 
 -- name: cancel_requested
 -- description: A job's cancel flag.
