@@ -1,6 +1,7 @@
-"""Claiming ahead (config `claim_ahead`): a worker claims several short jobs in
-one transaction, runs them one after another and records them together
-(Store.finish_all), giving back those it did not start (Store.release).
+"""Claiming ahead (config `claim_ahead`): a worker claims one short job and
+reserves several more in one transaction, runs them one after another and
+records them together (Store.finish_all), giving back those it did not start
+(Store.release). Reserved jobs stay `pending` until they really start.
 
 Only the SQLite backend claims ahead (PostgreSQL workers record each job in
 one round trip already), so these tests run on SQLite only.
@@ -34,8 +35,14 @@ def test_finish_all_claims_the_next_job_and_up_to_ahead_more_in_order(store):
     store.enqueue([nj(f"j{i}") for i in range(6)])
     claimed, lost = store.finish_all(w, [], 30, None, ahead=3)
     assert [j.id for j in claimed] == ["j0", "j1", "j2", "j3"] and lost == []
-    assert {j.state for j in store.list_jobs()} == {"processing", "pending"}
-    assert all(store.get_job(j.id).worker_id == w for j in claimed)
+    # Only the first is claimed; the three taken ahead are reserved, pending.
+    assert [store.get_job(f"j{i}").state for i in range(6)] == \
+        ["processing"] + ["pending"] * 5
+    assert store.counts()["processing"] == 1
+    assert [e["event"] for e in store.history("j1")] == ["enqueued"]
+    for j in claimed[1:]:
+        assert store.held_state(w, j) == "ok"
+        j.attempts, j.started_at = j.attempts + 1, store.now_ms()     # (as the worker runs it)
     # Recording all four and claiming again is one call, one transaction.
     claimed2, lost = store.finish_all(w, [(j, OK, COMPLETE) for j in claimed], 30, None,
                                       ahead=3)
@@ -65,12 +72,20 @@ def test_a_result_whose_lease_was_lost_is_reported_and_the_rest_recorded(store, 
     a, b = claimed
     retry = lambda job: COMPLETE.__class__("retry", 0.0)
     assert store.rescue_expired(retry) == []        # (the rescuer starts watching)
-    clock.advance(31)                              # both leases run out ...
+    clock.advance(31)                              # the lease and the reservation run out ...
     rescued = store.rescue_expired(retry)
-    assert {j.id for j in rescued} == {"a", "b"}
-    claimed, lost = store.finish_all(w, [(a, OK, COMPLETE)], 30, None, ahead=0)
-    assert [j.id for j in lost] == ["a"]            # ... its result is not recorded
-    assert store.get_job("a").state == "processing" and claimed[0].id == "a"
+    assert {j.id for j in rescued} == {"a"}         # (b was never running)
+    assert store.held_state(w, b) == "ok"           # expired, but nobody took it yet
+    other = _worker(store, "w2")
+    assert store.claim(other, 30).id == "b"         # anyone may take it now ...
+    assert store.held_state(w, b) == "gone"         # ... and then w must not start it
+    assert store.claim(other, 30).id == "a"
+    b.attempts, b.started_at = 1, store.now_ms()
+    claimed, lost = store.finish_all(w, [(a, OK, COMPLETE), (b, OK, COMPLETE)], 30, None,
+                                     ahead=0)
+    assert {j.id for j in lost} == {"a", "b"}       # ... their results are not recorded
+    assert {store.get_job(j).worker_id for j in "ab"} == {other}
+    assert {store.get_job(j).state for j in "ab"} == {"processing"}
 
 
 def test_heartbeat_renews_every_job_the_worker_holds(store, clock):
@@ -78,9 +93,14 @@ def test_heartbeat_renews_every_job_the_worker_holds(store, clock):
     store.enqueue([nj("a"), nj("b"), nj("c")])
     claimed, _ = store.finish_all(w, [], 30, None, ahead=2)
     clock.advance(20)
-    assert store.heartbeat(w, "a", 30) is True
-    leases = {store.get_job(j.id).lease_expires_at for j in claimed}
-    assert leases == {clock.now_ms() + 30_000}
+    assert store.heartbeat(w, "a", 30, ["b", "c"]) is True
+    assert store.get_job("a").lease_expires_at == clock.now_ms() + 30_000
+    # Reservations too: another worker still skips b and c after the first term.
+    clock.advance(20)
+    other = _worker(store, "w2")
+    assert store.claim(other, 30) is None
+    clock.advance(11)
+    assert store.claim(other, 30).id == "b"          # b's reservation ran out
     assert store.heartbeat(w, "nope", 30) is False
 
 
@@ -101,15 +121,18 @@ def test_release_makes_unstarted_jobs_pending_as_if_never_claimed(store):
     assert store.claim(other, 30).id == "b"
 
 
-def test_a_job_cancelled_while_it_waited_ahead_ends_cancelled_when_released(store):
+def test_a_job_cancelled_or_paused_while_it_waited_ahead_is_not_to_start(store):
     w = _worker(store)
-    store.enqueue([nj("a"), nj("b")])
-    claimed, _ = store.finish_all(w, [], 30, None, ahead=1)
-    assert store.cancel("b") == "cancelling"        # flagged: its worker must stop it
-    store.release(w, [claimed[1]])
+    store.enqueue([nj("a"), nj("b"), nj("c", queue="q")])
+    claimed, _ = store.finish_all(w, [], 30, None, ahead=2)
+    assert store.cancel("b") == "cancelled"         # pending: cancelled at once
+    assert store.held_state(w, claimed[1]) == "gone"
+    store.set_queue("q", paused=True)
+    assert store.held_state(w, claimed[2]) == "paused"
+    store.release(w, claimed[1:])
     b = store.get_job("b")
-    assert b.state == "cancelled" and b.lease_expires_at is None
-    assert [e["event"] for e in store.history("b")][-1] == "cancelled"
+    assert b.state == "cancelled"
+    assert [e["event"] for e in store.history("b")] == ["enqueued", "cancelled"]
 
 
 def test_the_default_store_does_not_claim_ahead():
@@ -140,20 +163,28 @@ def test_a_result_a_rescue_would_bury_is_recorded_before_the_next_job_starts(sto
     # b has retries to spare: its result may wait for c's.
     nxt, waited = worker.execute(b)
     assert (nxt.id, waited) == ("c", True)
-    assert store.get_job("b").state == "processing"
+    assert store.get_job("b").state == "pending"      # ran; recorded with c's end
     worker.execute(c)
     assert {j.id: j.state for j in store.list_jobs()} == {
         "a": "completed", "b": "completed", "c": "completed"}
 
 
-def test_jobs_taken_back_from_a_frozen_worker_are_not_started(store):
+def test_jobs_taken_back_from_a_frozen_worker_are_not_started(store, clock):
     import time
     worker, (a, b, c) = _worker_with_batch(store, [nj("a"), nj("b"), nj("c")])
-    store.release("w1", [b])                # (as a rescue would: b is no longer ours)
-    worker._batch_at = time.monotonic() - 60          # the worker was frozen a minute
     nxt, waited = worker.execute(a)
-    assert (nxt.id, waited) == ("c", True)            # b skipped, c still ours
-    assert worker.ahead == []
+    assert (nxt.id, waited) == ("b", True)
+    # Frozen for a minute before b's turn: b's reservation ran out and
+    # another worker took it.
+    clock.advance(60)
+    worker._batch_at = worker._held_renewed = time.monotonic() - 60
+    other = _worker(store, "w2")
+    assert store.claim(other, 30).id == "b"
+    nxt, waited = worker.execute(b)                   # not started: everything given back
+    assert store.get_job("b").worker_id == "w2"
+    assert [e["event"] for e in store.history("b")] == ["enqueued", "processing"]
+    assert store.get_job("a").state == "completed"
+    assert (nxt.id, waited) == ("c", False)           # claimed again, as a fresh claim
 
 
 def test_jobs_a_failed_release_could_not_give_back_stay_the_workers(store, monkeypatch):
@@ -165,3 +196,19 @@ def test_jobs_a_failed_release_could_not_give_back_stay_the_workers(store, monke
     monkeypatch.setattr(store, "release", broken)
     worker._release()
     assert [j.id for j in worker.ahead] == ["b", "c"]     # kept: to run, or give back later
+
+
+def test_a_job_edited_or_cancelled_and_requeued_while_reserved_is_no_longer_reserved(store):
+    # The worker holds the job's old values: an edit takes the job from it
+    # (it is not started), and a requeued job is anyone's at once.
+    w = _worker(store)
+    store.enqueue([nj("a"), nj("b"), nj("c")])
+    claimed, _ = store.finish_all(w, [], 30, None, ahead=2)
+    store.edit("b", priority=5)
+    assert store.held_state(w, claimed[1]) == "gone"
+    assert store.cancel("c") == "cancelled"
+    assert store.requeue("c") == "cancelled"
+    assert store.held_state(w, claimed[2]) == "gone"
+    other = _worker(store, "w2")
+    assert store.claim(other, 30).id == "b"
+    assert store.claim(other, 30).id == "c"

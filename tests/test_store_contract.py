@@ -898,27 +898,39 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     store.finish(job, Outcome("interrupted", None, "cancelled"), CANCEL)  # processing -> c.
 
     seen, ended = [], [("j", "completed"), ("c1", "cancelled"), ("c2", "cancelled"),
-                       ("c3", "cancelled")]
-    expected = set(TRANSITIONS)
+                       ("c3", "cancelled"), ("h", "failed")]
     if store.can_claim_ahead:
-        # Jobs claimed ahead and given back before they started (release):
-        # one is pending again with its claim's event deleted, as if never
-        # claimed, so its history cannot show the change: it is read off the
-        # job itself. One cancelled while it waited ends cancelled.
-        store.enqueue([NewJob("r1", "true", max_retries=1), NewJob("r2", "true", max_retries=1),
-                       NewJob("r3", "true", max_retries=1)])
-        claimed, lost = store.finish_all("w2", [], next_lease=30, ahead=2)
-        assert [j.id for j in claimed] == ["r1", "r2", "r3"] and lost == []
-        store.finish(claimed[0], Outcome("succeeded", 0), COMPLETE)
-        assert store.cancel("r3") == "cancelling"
-        before = store.get_job("r2").state
-        store.release("w2", claimed[1:])                       # processing -> pending
-        change = (before, store.get_job("r2").state)
-        assert change in TRANSITIONS, change
-        seen.append(change)
-        ended += [("r1", "completed"), ("r2", "pending"), ("r3", "cancelled")]
-    else:
-        expected.discard(("processing", "pending"))            # no claim ahead, no release
+        # Jobs taken ahead are reserved, still pending: one starts for long
+        # (start_held) and is handed back, one's whole attempt is recorded at
+        # once (finish_all), one is cancelled while it waits, one is given
+        # back (release: its reservation ends, no state changes).
+        store.enqueue([NewJob(f"r{i}", "true", max_retries=1) for i in range(1, 6)])
+        claimed, lost = store.finish_all("w2", [], next_lease=30, ahead=4)
+        assert [j.id for j in claimed] == ["r1", "r2", "r3", "r4", "r5"] and lost == []
+        r1, r2, r3, r4, r5 = claimed
+        assert [j.state for j in claimed] == ["processing"] + ["pending"] * 4
+        for j in (r2, r3):
+            assert store.held_state("w2", j) == "ok"
+            j.attempts, j.started_at = j.attempts + 1, store.now_ms()
+        assert store.start_held("w2", r2, 30)                  # pending -> processing
+        r2.state = "processing"
+        store.hand_back(r2, Outcome("interrupted", None, "interrupted"))  # -> failed
+        claimed, lost = store.finish_all("w2", [(r1, Outcome("succeeded", 0), COMPLETE),
+                                                (r3, Outcome("succeeded", 0), COMPLETE)])
+        assert claimed == [] and lost == []                    # r3: pending -> p. -> c.
+        assert store.cancel("r4") == "cancelled"               # pending -> cancelled
+        assert store.held_state("w2", r4) == "gone"
+        store.release("w2", [r4, r5])                          # no change of state
+        assert (store.get_job("r4").state, store.get_job("r5").state) == \
+            ("cancelled", "pending")
+        ended += [("r1", "completed"), ("r2", "failed"), ("r3", "completed"),
+                  ("r4", "cancelled"), ("r5", "pending")]
+    # An attempt interrupted by its worker's stop, handed back (not charged).
+    store.enqueue([NewJob("h", "true", max_retries=0, priority=9)])     # (first in line)
+    job = store.claim("w2", 30)
+    assert job.id == "h"
+    store.hand_back(job, Outcome("interrupted", None, "interrupted: worker was stopped"))
+    assert store.get_job("h").max_retries == 1                 # processing -> failed
     store.enqueue([NewJob("q", "true", max_retries=1, priority=10)])
     job = store.claim("w2", 30)
     store.finish(job, Outcome("succeeded", 0), COMPLETE)
@@ -927,6 +939,7 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
     ended += [("q", "pending"), ("c1", "pending")]
     ended.remove(("c1", "cancelled"))
 
+    expected = set(TRANSITIONS)
     for job_id, final in ended:
         state = "new"
         for e in store.history(job_id):
@@ -940,6 +953,43 @@ def test_every_state_change_is_an_allowed_transition(make_store, clock):
         assert state == final
         assert store.get_job(job_id).state == final
     assert set(seen) == expected, expected - set(seen)
+
+
+def test_hand_back_is_an_uncharged_retry_due_now_unless_cancelled(make_store, clock):
+    store = make_store()
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([NewJob("a", "true", max_retries=0),
+                   NewJob("b", "true", max_retries=0, run_at=clock.now_ms() + 1000)])
+    stopped = Outcome("interrupted", None, "interrupted: worker was stopped", "out", False, 0.5)
+    a = store.claim("w1", 30)
+    store.hand_back(a, stopped)
+    job = store.get_job("a", with_output=True)
+    assert (job.state, job.max_retries, job.attempts) == ("failed", 1, 1)
+    assert job.run_at == job.updated_at == clock.now_ms() and job.output == "out"
+    ev = store.history("a")[-1]
+    assert ev["event"] == "retry_scheduled" and ev["worker_id"] == "w1"
+    assert ev["interrupted"] is True and ev["duration"] == 0.5
+    assert ev["run_at"] == iso(clock.now_ms()) and ev["error"] == stopped.error
+    with pytest.raises(LeaseLost):
+        store.hand_back(a, stopped)                    # no longer held
+    assert store.claim("w1", 30).id == "a"             # due now, its retry intact
+    clock.advance(1)
+    b = store.claim("w1", 30)
+    assert b.id == "b" and store.cancel("b") == "cancelling"
+    store.hand_back(b, stopped)                        # a cancel requested wins
+    assert store.get_job("b").state == "cancelled"
+
+
+def test_held_state_of_a_job_not_taken_ahead_is_gone(make_store):
+    # Only a job reserved by the worker (taken ahead, SQLite) is "ok" to
+    # start; one merely pending, or running, is not the worker's to start.
+    store = make_store()
+    store.register_worker("w1", "h", 1, 30)
+    store.enqueue([NewJob("a", "true", max_retries=1), NewJob("b", "true", max_retries=1)])
+    running = store.claim("w1", 30)
+    assert running.id == "a"
+    assert store.held_state("w1", running) == "gone"
+    assert store.held_state("w1", store.get_job("b")) == "gone"
 
 
 def test_finish_claims_the_next_job_unless_the_worker_was_told_to_stop(make_store, clock):

@@ -44,8 +44,8 @@ KEYS = {k.name: k for k in (
     Key("lease_timeout", 30, "duration", 1,
         "seconds without a heartbeat after which a running job is rescued"),
     Key("claim_ahead", 7, "int", 0,
-        "while jobs take under 20 ms, a worker claims up to this many more at "
-        "once and records them together (SQLite; 0 = one at a time)",
+        "while jobs take under 20 ms, a worker reserves up to this many more "
+        "with each claim and records them together (SQLite; 0 = one at a time)",
         maximum=MAX_CLAIM_AHEAD),
     Key("completed_ttl", 0, "duration", 0,
         "workers delete completed jobs (and their events) older than this; "

@@ -97,7 +97,6 @@ TRANSITIONS = {
     (PENDING, CANCELLED): "cancel",
     (FAILED, CANCELLED): "cancel",
     (PROCESSING, CANCELLED): "cancel (the worker kills the command)",
-    (PROCESSING, PENDING): "release (a job claimed ahead given back before it started)",
 }
 
 EVENTS = ("enqueued", "processing", "completed", "retry_scheduled", "dead",

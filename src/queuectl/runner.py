@@ -20,6 +20,30 @@ OUTPUT_CAP = 64 * 1024   # bytes of output kept per attempt (the tail)
 KILL_GRACE = 1.0         # seconds between SIGTERM and SIGKILL
 SHELL = "/bin/sh"
 
+# Every signal back to its default disposition in the job, none blocked: the
+# worker ignores SIGPIPE (Python does), SIGINT and SIGHUP (the supervisor
+# relays them) and SIGXFSZ, and exec keeps what is ignored. (glibc's two
+# reserved signals, 32 and 33, are not in valid_signals; SIGKILL and SIGSTOP
+# cannot be changed.)
+DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+def no_inherited_fds() -> None:
+    """Mark every descriptor above 2 close-on-exec, so that a job gets only
+    0, 1 and 2. The worker's own descriptors are close-on-exec already
+    (Python's, SQLite's, libpq's); this catches those it inherited from
+    whatever started it (a service manager, a shell, a test harness)."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, 1024)
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass     # (the listing's own fd, closed by now)
+
 
 def _fmt_seconds(s: float) -> str:
     return f"{s:g}s"
@@ -56,7 +80,10 @@ class _Tail:
 
 def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
         tick_interval: float = 0.25, cap: int = OUTPUT_CAP,
-        kill_grace: float = KILL_GRACE, cwd: "str | None" = None) -> Outcome:
+        kill_grace: float = KILL_GRACE, cwd: "str | None" = None,
+        record=None) -> Outcome:
+    """`record` (an orphans.Record): where the job's process group is noted
+    while its shell runs, for whoever outlives a dead worker."""
     started = time.monotonic()
     here = None
     r, w = os.pipe()
@@ -74,13 +101,14 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             where = "the worker's own directory" if here is None else repr(cwd)
             return Outcome("start_failed", error=f"cannot run in directory {where}: "
                                                  f"{e.strerror or e}")
+    lo = record.before_spawn() if record is not None else 0
     try:
         pid = os.posix_spawn(
             SHELL, [SHELL, "-c", command], env,
             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                           (os.POSIX_SPAWN_DUP2, w, 1),
                           (os.POSIX_SPAWN_DUP2, w, 2)],
-            setsid=True)
+            setsid=True, setsigdef=DEFAULT_SIGNALS, setsigmask=())
     except (OSError, ValueError) as e:
         os.close(r)
         os.close(w)
@@ -91,11 +119,15 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             os.fchdir(here)
             os.close(here)
     os.close(w)
+    if record is not None:
+        record.started(pid, lo)
     proc = _Proc(pid, r, cap)
     try:
         kind, reason = proc.wait(started, timeout, tick, tick_interval, kill_grace)
     finally:
         proc.close()
+        if record is not None:
+            record.ended()
     duration = time.monotonic() - started
     output, truncated = proc.tail.text()
     code = os.waitstatus_to_exitcode(proc.status)

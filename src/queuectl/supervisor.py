@@ -18,13 +18,24 @@ import sys
 import time
 import traceback
 
-from queuectl import log
+from queuectl import log, orphans, runner
 from queuectl.errors import StoreError
 from queuectl.store import open_store
-from queuectl.worker import Worker   # imported before fork: children share it
+from queuectl.worker import STOP_BURST, Worker   # imported before fork: children share it
 
 # SIGHUP (the terminal or ssh session went away) stops workers like SIGTERM.
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def job_db(url: str) -> str:
+    """QUEUECTL_DB for the jobs: the worker's database, an SQLite path made
+    absolute (a job may run in another directory)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
+    if url.startswith("sqlite://") and path.startswith("//"):
+        path = path[1:]
+    return os.path.abspath(path)
 
 
 def _log(msg: str) -> None:
@@ -38,7 +49,8 @@ class Supervisor:
         self.url, self.count, self.burst = url, count, burst
         self.quiet, self.debug = quiet, debug
         self.children: dict[int, int] = {}     # pid -> slot
-        self.signals = 0
+        self.signals = 0                        # stop requests (signal bursts)
+        self._burst_at: "float | None" = None
         self.failed = False
         self.restarts: list[float] = []
         self.pid = os.getpid()
@@ -46,8 +58,19 @@ class Supervisor:
         # Children hold only the read end: it reads as closed the moment the
         # supervisor dies, however it dies, which wakes idle workers at once.
         self.life_r, self.life_w = os.pipe()
+        # Where the workers note their jobs' process groups (orphans.py).
+        self.rundir = orphans.runtime_dir(self.host, job_db(url))
 
     def _on_signal(self, signum, frame) -> None:
+        # One signal sent to the whole process group (`kill -TERM -- -PGID`,
+        # a terminal's Ctrl+C or hang-up, a service manager) reaches us and
+        # every worker: signals within STOP_BURST of the first of a burst
+        # count once. (Workers count the same way, so the relay below and
+        # the signal they got directly make one stop.)
+        now = time.monotonic()
+        if self._burst_at is not None and now - self._burst_at < STOP_BURST:
+            return
+        self._burst_at = now
         self.signals += 1
         for pid in list(self.children):     # relay first: logging may fail (SIGHUP)
             try:
@@ -61,6 +84,7 @@ class Supervisor:
             _log("killing running jobs; they will be retried")
 
     def run(self) -> int:
+        runner.no_inherited_fds()      # jobs get fds 0-2 only
         for s in SIGNALS:
             signal.signal(s, self._on_signal)
         for slot in range(self.count):
@@ -78,6 +102,9 @@ class Supervisor:
             slot = self.children.pop(pid, None)
             if slot is None:
                 continue
+            if orphans.kill_recorded(self.rundir, pid):
+                _log(f"worker pid {pid} died while running a job; killed the job's "
+                     "processes (the job is handed back)")
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
                 if self.signals == 0:
@@ -141,16 +168,16 @@ class Supervisor:
                 if said != str(e):
                     said = str(e)
                     log.line(f"worker {os.getpid()}", f"database error (will retry): {e}")
-            # SIGTERM is still blocked here: wait for it instead of sleeping.
-            if signal.sigtimedwait([signal.SIGTERM], pause) is not None:
+            # Stop signals are still blocked here: wait for one instead of sleeping.
+            if signal.sigtimedwait(SIGNALS, pause) is not None:
                 return None
             if os.getppid() != self.pid:
                 return None
             pause = min(pause * 2, 5.0)
 
     def _child(self) -> int:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor relays Ctrl+C
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # ... and a hang-up
+        for s in SIGNALS:          # (blocked until the worker's handler is set)
+            signal.signal(s, signal.SIG_DFL)
         os.close(self.life_w)
         # A signal also writes a byte here, so an idle wait ends at once.
         sig_r, sig_w = os.pipe()
@@ -163,8 +190,9 @@ class Supervisor:
             return 0
         worker = Worker(store, worker_id, burst=self.burst, parent_pid=self.pid,
                         quiet=self.quiet, wake_fds=(sig_r, self.life_r), host=self.host,
-                        queues=self.queues)
-        signal.signal(signal.SIGTERM, worker.on_sigterm)
+                        queues=self.queues, db=job_db(self.url))
+        for s in SIGNALS:          # SIGINT and SIGHUP too: see Worker.on_sigterm
+            signal.signal(s, worker.on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         try:
             return worker.run()

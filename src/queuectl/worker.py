@@ -12,7 +12,7 @@ import select
 import socket
 import time
 
-from queuectl import log, policy, runner
+from queuectl import log, orphans, policy, runner
 from queuectl.errors import LeaseLost, QueueError
 from queuectl.model import Outcome
 from queuectl.store.base import CANCEL, as_cancelled
@@ -27,6 +27,11 @@ LEASE_MARGIN = 0.9    # a job whose lease went unrenewed this long (x lease_time
 SHORT_JOB = 0.02      # seconds: after a job this short, the next claim takes more ahead
 RELEASE_AFTER = 0.2   # seconds: a job running this long gives back the jobs taken ahead
 MAX_AHEAD = 64        # claim_ahead is capped here
+STOP_BURST = 0.5      # seconds: stop signals this close together count as one
+# A command that dies of one of these (or exits 128 + one of them) while its
+# worker is stopping was interrupted by the stop (a service manager signals
+# every process): handed back, not counted as a failure.
+STOP_SIGNALS = (1, 2, 15)     # SIGHUP, SIGINT, SIGTERM
 
 
 def heartbeat_interval(lease_timeout: float) -> float:
@@ -37,7 +42,7 @@ class Worker:
     def __init__(self, store, worker_id: str, *, burst: bool = False,
                  parent_pid: "int | None" = None, quiet: bool = False,
                  wake_fds: tuple = (), host: "str | None" = None,
-                 queues: "list[str] | None" = None):
+                 queues: "list[str] | None" = None, db: "str | None" = None):
         self.store = store
         self.id = worker_id
         self.burst = burst
@@ -49,6 +54,7 @@ class Worker:
         self.queues = list(queues) if queues else None      # None: every queue
         self.cancelling = False
         self.stop_mode: "str | None" = None      # None, "graceful", "hard"
+        self._stop_signal_at: "float | None" = None   # monotonic time of the first stop signal
         self.orphaned = False
         self.lease_lost = False
         self.job = None
@@ -57,8 +63,14 @@ class Worker:
         self.ahead: list = []
         self.unrecorded: list = []
         self._batch_at = 0.0     # when the jobs taken ahead were claimed (monotonic)
+        self._held_renewed = 0.0  # when their reservations were last renewed (monotonic)
+        self._hold_doubt = False  # a release failed: start no job taken ahead
         self.cfg = store.config()
         self.base_env = dict(os.environ)
+        self.db = db      # QUEUECTL_DB for the jobs: they talk to the queue running them
+        # Where this host's workers note their jobs' process groups (orphans.py).
+        self.rundir = orphans.runtime_dir(self.host, db) if db is not None else None
+        self.record = None
         now = time.monotonic()
         self._next = {"stop": now + STOP_CHECK, "beat": now, "rescue": now,
                       "config": now + CONFIG_EVERY, "prune": now + PRUNE_EVERY / 10,
@@ -77,17 +89,33 @@ class Worker:
 
     # ------------------------------------------------------------ signals
     def on_sigterm(self, signum, frame) -> None:
+        """SIGTERM, SIGINT or SIGHUP: the first asks for a graceful stop. One
+        signal sent to a whole process group (or by a service manager to every
+        process) reaches a worker more than once, directly and relayed by the
+        supervisor: signals within STOP_BURST seconds of the first count as
+        one. A separate one, later, is a hard stop."""
+        now = time.monotonic()
         if self.stop_mode is None:
             self.stop_mode = "graceful"
+            self._stop_signal_at = now
             if self.job is not None:
                 self.log(f"stopping after job {self.job.id} finishes", always=True)
-        else:
+        elif self._stop_signal_at is None or now - self._stop_signal_at >= STOP_BURST:
             self.stop_mode = "hard"
 
     # ------------------------------------------------------------ main loop
     def run(self) -> int:
         self.store.register_worker(self.id, self.host, os.getpid(),
                                    self.cfg["lease_timeout"])
+        if self.rundir is not None:
+            self.record = orphans.Record(self.rundir, self.id)
+            prev = self.record.previous
+            if prev is not None:       # a dead worker's, under our (reused) pid
+                orphans.kill_group(prev)
+                try:
+                    self.store.deregister_worker(prev["worker_id"])
+                except QueueError as e:
+                    self._db_trouble(e)     # (its jobs are rescued by lease)
         self.log("started")
         try:
             job, waited = None, False
@@ -101,6 +129,13 @@ class Worker:
                         job = self.adopt()
                     if self.orphaned or (self.stop_mode and job is None):
                         break
+                    if job is None and self.ahead:
+                        # Jobs taken ahead that a failed release kept: give
+                        # them back before claiming more.
+                        self._release()
+                        if self.ahead:
+                            time.sleep(1.0)
+                            continue
                     if job is None:
                         job = self.store.claim(self.id, self.cfg["lease_timeout"],
                                                self.queues)
@@ -137,6 +172,8 @@ class Worker:
             # Deregistering while still holding a job (an orphan, whose command
             # has been killed) lets the other workers rescue it at once.
             self.store.deregister_worker(self.id)
+            if self.record is not None:
+                self.record.close()
             self.log("stopped")
         return 1 if self.failed else 0
 
@@ -155,31 +192,40 @@ class Worker:
         """Run one claimed job (`waited`: one taken ahead); record the result
         (or, while jobs taken ahead wait, keep it for one transaction with
         theirs). Returns the next job to run, if any."""
+        if job.state == "pending":        # taken ahead (reserved, not claimed)
+            why = self._cannot_start(job)
+            if why:
+                self.log(f"job {job.id}: {why}; not starting it", always=True)
+                return self._next_job(0.0, self._claim_ahead())
+            # Taken ahead: its attempt starts now (recorded with its end, or
+            # when it turns out long; see tick()).
+            job.attempts += 1
+            job.started_at = self.store.now_ms()
         self.job, self.lease_lost, self.cancelling = job, False, False
         self._renewed = self._started = time.monotonic()
         self._next["stop"] = min(self._next["stop"], time.monotonic() + STOP_CHECK)
         opts = job.options or {}
         env = self.base_env.copy()
         env.update(opts.get("env") or {})
+        if self.db is not None:
+            env["QUEUECTL_DB"] = self.db
         env["QUEUECTL_JOB_ID"] = job.id
         env["QUEUECTL_ATTEMPT"] = str(job.attempts)
         self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1})")
         if self.stop_mode == "hard":
             outcome = Outcome("interrupted", error="interrupted: worker was stopped")
-        elif waited and time.time() * 1000 - job.started_at > STOP_CHECK * 1000 and \
-                self._cancelled_while_waiting(job):
-            # Taken ahead, and cancelled while it waited its turn. (One that
-            # waited less is treated as if it was running: cancel flags are
-            # read every STOP_CHECK seconds.)
-            outcome = Outcome("interrupted", error="cancelled before it started")
-            self.cancelling = True
         else:
             outcome = runner.run(job.command, env, timeout=job.timeout,
-                                 tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"))
+                                 tick=self.tick, tick_interval=TICK, cwd=opts.get("cwd"),
+                                 record=self.record)
         if self.orphaned:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
                      "for rescue", always=True)
             return None, False
+        if self.stop_mode is not None and self._stopped_by_signal(outcome):
+            outcome = Outcome("interrupted", outcome.exit_code,
+                              f"interrupted: the worker was stopping ({outcome.error})",
+                              outcome.output, outcome.truncated, outcome.duration)
         result = None
         if self.lease_lost:
             self.log(f"job {job.id}: lease lost (rescued by another worker); "
@@ -191,19 +237,64 @@ class Worker:
                                                   self.cfg,
                                                   fatal=opts.get("fatal_exit_codes") or ()))
         self.job = None
+        if result is not None and result[1].kind == "interrupted" and not self.cancelling:
+            # Stopping: record what ran before it, give back what waits, and
+            # hand this one back (the attempt is not charged).
+            if self.ahead:
+                self._release()
+            if self.unrecorded:
+                self._record_all(False, 0)
+            if job.state == "pending":
+                # Taken ahead and not yet marked running: its reservation
+                # ends, and it is pending as if it had never started.
+                job.attempts -= 1
+                self.ahead.insert(0, job)
+                self._release()
+                self.log(f"job {job.id} interrupted by the stop; given back")
+            else:
+                self._record(*result)
+            return None, False
         limit = self._claim_ahead()
         if not (limit or self.ahead or self.unrecorded):
             return (self._record(*result) if result else None), False
         if result:
             self.unrecorded.append(result)
+            # Said now, in the order the jobs ran (recorded with the next claim).
+            self.log(self._describe(*result))
         return self._next_job(outcome.duration if result else SHORT_JOB, limit)
 
-    def _cancelled_while_waiting(self, job) -> bool:
+    @staticmethod
+    def _stopped_by_signal(outcome) -> bool:
+        if outcome.kind == "signal":
+            return any(f"signal {n} " in (outcome.error or "") for n in STOP_SIGNALS)
+        return outcome.kind == "exit" and outcome.exit_code in [128 + n for n in STOP_SIGNALS]
+
+    def _cannot_start(self, job) -> "str | None":
+        """Why a job taken ahead must not start now (None: it may). Its
+        reservation must still be ours for sure: renewed (or taken) less than
+        LEASE_MARGIN x lease_timeout ago by our monotonic clock (a worker
+        frozen longer may have lost it), and still ours in the database, its
+        queue not paused. Jobs that cannot be checked are given back."""
+        lease = float(self.cfg["lease_timeout"])
+        if time.monotonic() - max(self._batch_at, self._held_renewed) > LEASE_MARGIN * lease:
+            self.ahead.insert(0, job)
+            self._release()
+            return ("its reservation may have run out (the worker was frozen or the "
+                    "database slow); given back")
         try:
-            return self.store.cancel_requested(job.id)
+            state = self.store.held_state(self.id, job)
         except QueueError as e:
-            self._db_trouble(e)       # (read again by the next stop check)
-            return False
+            self._db_trouble(e)
+            self.ahead.insert(0, job)
+            self._release()        # (kept, to give back later, if this fails too)
+            return "the database could not confirm it is still ours; given back"
+        if state == "paused":
+            self.ahead.insert(0, job)
+            self._release()
+            return f"queue {job.queue} was paused while it waited; given back"
+        if state != "ok":
+            return "cancelled, or taken by another worker, while it waited"
+        return None
 
     def _claim_ahead(self) -> int:
         """How many jobs to claim beyond the next (config claim_ahead, where
@@ -217,13 +308,8 @@ class Worker:
         results wait to be recorded with it), or record what ran and claim
         again, taking more ahead after a short job (`took` seconds)."""
         more = self.stop_mode is None and not self.orphaned
-        if self.ahead and time.monotonic() - self._batch_at > \
-                heartbeat_interval(self.cfg["lease_timeout"]):
-            # The batch is older than a heartbeat interval (the worker was
-            # frozen, or the database slow): a rescue may have taken some of
-            # it back. Start only jobs still ours.
-            self._keep_held()
-        if self.ahead and more and took < SHORT_JOB and len(self.unrecorded) <= limit and \
+        if self.ahead and more and not self._hold_doubt and took < SHORT_JOB and \
+                len(self.unrecorded) <= limit and \
                 all(j.attempts <= j.max_retries for j, _, _ in self.unrecorded):
             # (An unrecorded result is lost if the worker dies: only while a
             # rescue would retry its job, never bury it.)
@@ -231,32 +317,25 @@ class Worker:
         if self.ahead and not more:
             self._release()
         ahead = limit if took < SHORT_JOB else 0
+        at = time.monotonic()        # (before the claim: the reservations end later)
         claimed = self._record_all(more and not self.ahead, ahead)
         if self.ahead:
+            if not more or self._hold_doubt:
+                return None, False     # a release that failed: retried by run()
             return self.ahead.pop(0), True
         if claimed:
-            self.ahead, self._batch_at = claimed[1:], time.monotonic()
+            self.ahead, self._batch_at = claimed[1:], at
             return claimed[0], False
         return None, False
-
-    def _keep_held(self) -> None:
-        try:
-            held = {j.id for j in self.store.held_by(self.id)}
-        except QueueError as e:
-            self._db_trouble(e)
-            held = set()        # unsure: start none of them; the rescue retries them
-        lost = [j for j in self.ahead if j.id not in held]
-        self.ahead = [j for j in self.ahead if j.id in held]
-        for job in lost:
-            self.log(f"job {job.id}: taken back by a rescue before it started; "
-                     "not running it", always=True)
 
     def _release(self) -> None:
         """Give back the jobs taken ahead (a stop, or a long job holding them)."""
         jobs, self.ahead = self.ahead, []
         try:
             self.store.release(self.id, jobs)
+            self._hold_doubt = False
         except QueueError as e:
+            self._hold_doubt = True
             # Still ours (their leases are renewed with our heartbeat): keep
             # them, to run or to give back on a later try.
             self._db_trouble(e)
@@ -289,12 +368,10 @@ class Worker:
                 pause = min(pause * 2, 2.0)
                 self.housekeeping()
                 claim = claim and self.stop_mode is None and not self.orphaned
-        for job, outcome, decision in self.unrecorded:
+        for job, _outcome, _decision in self.unrecorded:
             if job in lost:
                 self.log(f"job {job.id}: lease lost before the result was recorded; "
                          "result discarded", always=True)
-            else:
-                self.log(self._describe(job, outcome, decision))
         self.unrecorded = []
         return claimed
 
@@ -308,6 +385,11 @@ class Worker:
         while True:
             more = self.stop_mode is None and not self.orphaned
             try:
+                if outcome.kind == "interrupted" and decision.action == "retry":
+                    self.store.hand_back(job, outcome)
+                    self.log(f"job {job.id} interrupted by the stop ({outcome.error}); "
+                             "handed back for an immediate retry (the attempt is not charged)")
+                    return None
                 nxt = self.store.finish(job, outcome, decision,
                                         self.cfg["lease_timeout"] if more else None,
                                         self.queues)
@@ -369,6 +451,19 @@ class Worker:
     def tick(self):
         """Called by the runner while a job runs; a returned reason kills the job."""
         self.housekeeping()
+        job = self.job
+        if job is not None and job.state == "pending" and \
+                time.monotonic() - self._started > RELEASE_AFTER:
+            # Taken ahead, and not short after all: it is running, so the
+            # database says so now (`processing`, its real start), before
+            # the jobs waiting behind it are given back.
+            try:
+                if self.store.start_held(self.id, job, self.cfg["lease_timeout"]):
+                    job.state = "processing"
+                else:
+                    self.lease_lost = True
+            except QueueError as e:
+                self._db_trouble(e)      # (tried again at the next tick)
         if (self.ahead or self.unrecorded) and \
                 time.monotonic() - self._started > RELEASE_AFTER:
             # Not a short job after all: other workers may take the jobs
@@ -431,10 +526,12 @@ class Worker:
                 nxt["config"] = now + CONFIG_EVERY
             if now >= nxt["beat"]:
                 job = self.job
-                # (Between jobs taken ahead, naming one renews them all.)
-                held = self.store.heartbeat(
-                    self.id, job.id if job else self.ahead[0].id if self.ahead else None,
-                    self.cfg["lease_timeout"])
+                running = job is not None and job.state == "processing"
+                reserved = [j.id for j in self.ahead] + (
+                    [job.id] if job is not None and not running else [])
+                held = self.store.heartbeat(self.id, job.id if running else None,
+                                            self.cfg["lease_timeout"], reserved)
+                self._held_renewed = now
                 if not held:
                     self.lease_lost = True
                 elif job is not None:
@@ -471,6 +568,12 @@ class Worker:
                 nxt["schedule"] = now + SCHEDULE_EVERY
                 self.fire_schedules()
             if now >= nxt["rescue"]:
+                # Dead workers of this host first: their jobs' processes are
+                # killed, and their rows go, so the rescue below takes their
+                # jobs back at once (and no job runs while its old run lives).
+                for dead in orphans.sweep(self.rundir, self.store.deregister_worker):
+                    self.log(f"worker {dead} died; its job's processes are killed",
+                             always=True)
                 for job in self.store.rescue_expired(self._decide_lost):
                     self.log(f"job {job.id} rescued ({job.last_error}); now {job.state}",
                              always=True)

@@ -45,11 +45,16 @@ def test_short_jobs_are_claimed_ahead_unless_claim_ahead_is_0(cli, ahead):
     cli.run("worker", "start", "--burst", "--quiet", check=0, timeout=60)
     assert cli.json("status")["jobs"]["completed"] == 40
     evs = history(cli)
-    most = _max_held(evs)
+    # Invisible either way: one job at a time per worker, each with its own
+    # start (a job taken ahead stays pending until it really starts) ...
+    assert _max_held(evs) == 1
+    # ... but with claim_ahead, a batch's attempts are recorded in one
+    # transaction (one commit time), with the next claim.
+    ends = Counter(e["at"] for e in evs if e["event"] == "completed")
     if ahead == "0":
-        assert most == 1
+        assert max(ends.values()) <= 2
     else:
-        assert 2 <= most <= 8
+        assert 3 <= max(ends.values()) <= 8
     # Order is kept either way: jobs start in enqueue order.
     started = [e["job_id"] for e in evs if e["event"] == "processing"]
     assert started == sorted(started)
@@ -105,7 +110,11 @@ def test_sigkilled_worker_holding_jobs_taken_ahead_loses_none(cli, tmp_path):
     rescued = {e["job_id"] for e in evs if e["event"] == "lease_expired"}
     assert rescued, "the kill left no job behind: it came too late to test anything"
     twice = {job_id for job_id, n in ran.items() if n > 1}
-    assert twice <= rescued, twice - rescued
+    # A job that ran twice was taken back from the killed worker: rescued
+    # (it was running), or one of the batch it had reserved, run but not
+    # yet recorded (at most claim_ahead of them; reserved jobs stay pending,
+    # so they need no rescue).
+    assert len(twice - rescued) <= 7, twice - rescued
     assert all(n <= 2 for n in ran.values())
     print(f"claim-ahead kill: {len(rescued)} jobs taken back, {len(twice)} of them "
           "had run (their result not yet recorded), none lost")

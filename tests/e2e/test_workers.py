@@ -163,6 +163,7 @@ def test_second_sigterm_kills_job_and_hands_it_back(cli, tmp_path):
                message="the worker to acknowledge the first SIGTERM")
     assert p.poll() is None, "the first SIGTERM must not end a worker with a running job"
     assert cli.job("hang")["state"] == "processing"
+    time.sleep(0.6)     # a separate signal: one within 0.5 s is the same stop
     p.send_signal(signal.SIGTERM)
     wait_exit(p, 10)
     wait_until(lambda: pgroup_gone(pgid), timeout=5, message="the job's process group to die")

@@ -116,7 +116,7 @@ def rescue_error(job: Job, seen: int, gone: "bool | None" = None) -> str:
         gone = job.lease_expires_at >= seen
     if not gone:
         return f"lease expired: no heartbeat from worker {job.worker_id}"
-    return f"worker {job.worker_id} exited without finishing the job"
+    return f"worker {job.worker_id} died or exited without finishing the job"
 
 
 def detail_json(**kw) -> "str | None":
@@ -210,6 +210,16 @@ class Store(ABC):
         by that worker. If `next_lease` is given, claims the next job for the
         same worker in the same transaction and returns it."""
 
+    def hand_back(self, job: Job, outcome: Outcome) -> None:
+        """An attempt interrupted by its worker's stop (the command killed by
+        the stop, or by the signal that stopped the worker): back to `failed`,
+        due now, and the attempt is not charged: `max_retries` grows by one
+        (attempt numbers stay unique), so it neither buries the job nor uses
+        up a retry. Event `retry_scheduled` (detail `interrupted`). A job
+        whose cancel was requested ends cancelled instead; LeaseLost if the
+        job is no longer held."""
+        self.finish(job, outcome, Decision(Action.RETRY))
+
     #: Whether workers may claim jobs ahead (config `claim_ahead`): several
     #: in one transaction, run one after another, recorded together (see
     #: finish_all, release and docs/ARCHITECTURE.md, "Claiming ahead").
@@ -226,15 +236,32 @@ class Store(ABC):
         raise NotImplementedError
 
     def release(self, worker_id: str, jobs: list[Job]) -> None:
-        """Give back jobs claimed ahead that never started: pending again, as
-        if never claimed (one that was cancelled meanwhile ends cancelled)."""
+        """Give back jobs taken ahead that never started: their reservations
+        end (they stayed `pending` throughout; one cancelled meanwhile is
+        `cancelled` already)."""
+        raise NotImplementedError
+
+    def held_state(self, worker_id: str, job: Job) -> str:
+        """Read just before a job taken ahead starts: "ok" (still reserved by
+        `worker_id`, its queue not paused), "paused" (reserved, but its queue
+        is paused: give it back), or "gone" (cancelled, or taken by another
+        worker once the reservation had expired: never start it)."""
+        raise NotImplementedError
+
+    def start_held(self, worker_id: str, job: Job, lease_timeout: float) -> bool:
+        """A job taken ahead that has run for a while (job.started_at: when
+        its command started; job.attempts: this attempt's number) becomes
+        `processing` with a lease and that started_at (event `processing`,
+        at the commit). False if its reservation was lost (then the worker
+        kills the command)."""
         raise NotImplementedError
 
     @abstractmethod
     def heartbeat(self, worker_id: str, job_id: "str | None",
-                  lease_timeout: float) -> bool:
-        """Renew the worker's heartbeat and its job's lease. Returns False if
-        the worker no longer holds `job_id` (it was rescued meanwhile)."""
+                  lease_timeout: float, held: Sequence[str] = ()) -> bool:
+        """Renew the worker's heartbeat, its jobs' leases and the reservations
+        of the jobs `held` (ids taken ahead). Returns False if the worker no
+        longer holds `job_id` (it was rescued meanwhile)."""
 
     def settle_dependents(self) -> int:
         """Repair: settle blocked jobs whose dependencies have all ended (a

@@ -19,7 +19,9 @@ primitives its dialect supplies:
   notifications (`_notify`, `_notify_in`; no-ops where nothing listens).
 
 A dialect overrides only what truly differs: connections and transactions,
-enqueue, claim, finish, release, heartbeat, the rescue's detection, waiting.
+enqueue, claim, finish, heartbeat, the rescue's detection, waiting, and (SQLite
+only: it alone takes jobs ahead) the reservations: finish_all, release,
+start_held.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from queuectl import config as cfgmod
 from queuectl.clock import iso
 from queuectl.cron import firing_id
 from queuectl.errors import Conflict, DuplicateJob, NotFound, QueueError, StoreError
-from queuectl.model import STATES, TERMINAL, Decision, Job, NewJob, State, options_json
+from queuectl.model import STATES, TERMINAL, Decision, Job, NewJob, Outcome, State, options_json
 from queuectl.store.base import (
     CANCEL,
     CANCELLED_ERROR,
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 APP = "queuectl"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STALE_WORKER_TTL = 3_600_000      # ms a dead worker's row is kept after it expired
 
 #: The columns every job-returning statement selects, in Job's field order.
@@ -374,6 +376,30 @@ class SQLStore(Store):
             self._settle(c, [job.id], now)
         job.state, job.run_at, job.last_error = state, run_at, error
         return job
+
+    def hand_back(self, job: Job, outcome: Outcome) -> None:
+        if self._hand_back({
+                "exit_code": outcome.exit_code, "error": self._text(outcome.error),
+                "output": self._text(outcome.output) or None,
+                "truncated": self._bool(outcome.truncated), "id": job.id,
+                "worker": job.worker_id, "attempts": job.attempts,
+                "duration": round(outcome.duration, 3)}):
+            self._notify("retry")
+            return
+        # Cancelled meanwhile (it ends cancelled), or no longer ours (LeaseLost).
+        super().hand_back(job, outcome)
+
+    def _hand_back(self, params: dict) -> bool:
+        """Run the hand_back statement (and its retry_scheduled event, detail
+        `interrupted`): did it match?"""
+        return self._run("hand_back", self._p(**params)) == 1
+
+    def held_state(self, worker_id: str, job: Job) -> str:
+        rows = self._rows("held_state", {"worker": worker_id, "attempts": job.attempts,
+                                         "id": job.id})
+        if not rows or not rows[0][0]:
+            return "gone"
+        return "paused" if rows[0][1] else "ok"
 
     def dlq_retry(self, job_id: str) -> None:
         if self._dlq_retry("dlq_retry_job", self._p(id=job_id)) != 1:

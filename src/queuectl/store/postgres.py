@@ -461,7 +461,9 @@ class PostgresStore(SQLStore):
             return self.claim(job.worker_id, next_lease, queues)
         return None
 
-    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float,
+                  held: Sequence[str] = ()) -> bool:
+        # (`held` is always empty here: this backend does not take jobs ahead.)
         lease = round(lease_timeout * 1000)
         if self._identity is not None and self._identity[0] == worker_id:
             # An upsert: a row swept as stale while we were frozen comes back.

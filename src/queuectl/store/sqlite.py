@@ -4,7 +4,8 @@ WAL mode, short `BEGIN IMMEDIATE` write transactions retried while another
 process holds the lock (see `_retry_busy`); no transaction is ever open while a
 command runs. What is the same on PostgreSQL lives in store/core.py; this
 module holds the connection, the bulk enqueue, the claim (a look without the
-lock, then claim ahead in one transaction), finish/release/heartbeat, the
+lock, then jobs taken ahead reserved in the same transaction), finish, the
+reservations (finish_all, release, start_held), heartbeat, the
 rescue's detection on this process's monotonic clock, and the idle wait on
 `PRAGMA data_version`. Its statements are in sql/sqlite.sql.
 """
@@ -424,6 +425,13 @@ class SQLiteStore(SQLStore):
             # the next in line: order is kept, nothing is scanned for.
             return None
         lease = now + round(lease_timeout * 1000)
+        if ahead:
+            # Reserved, not claimed: still `pending` to everyone else (no
+            # attempt, no event, no start) until it really starts.
+            c.execute(SQL["reserve"], (worker_id, lease, row[0]))
+            job = Job(*row[1:])
+            job.worker_id = worker_id          # (in memory only: who holds it)
+            return job
         c.execute(SQL["claim"], (worker_id, now, now, lease, row[0]))
         job = Job(*row[1:])
         job.state, job.attempts, job.worker_id = "processing", job.attempts + 1, worker_id
@@ -459,14 +467,21 @@ class SQLiteStore(SQLStore):
             job.attempts))
         if cur.rowcount != 1:
             return False
+        self._ended(c, now, job, outcome, (state, event, run_at, error), row[1])
+        return True
+
+    def _ended(self, c: sqlite3.Connection, now: int, job: Job, outcome: Outcome,
+               end: tuple, has_dependents: bool) -> None:
+        """The event of an attempt just ended (`end`: state, event, run_at,
+        error); its dependents settled if the job ended for good."""
+        state, event, run_at, error = end
         c.execute(SQL["insert_event"], (
             job.id, event, job.attempts, now, job.worker_id,
             detail_json(exit_code=outcome.exit_code, error=error,
                         duration=round(outcome.duration, 3),
                         run_at=iso(run_at) if state == "failed" else None)))
-        if row[1] and state != "failed":
+        if has_dependents and state != "failed":
             self._settle(c, [job.id], now)
-        return True
 
     def finish(self, job: Job, outcome: Outcome, decision: Decision,
                next_lease: "float | None" = None,
@@ -485,7 +500,10 @@ class SQLiteStore(SQLStore):
         lost, claimed = [], []
         with self._write() as (c, now):
             for job, outcome, decision in results:
-                if not self._finish_in(c, now, job, outcome, decision):
+                done = (self._finish_held_in(c, now, job, outcome, decision)
+                        if job.state == "pending" else
+                        self._finish_in(c, now, job, outcome, decision))
+                if not done:
                     lost.append(job)
             if next_lease is not None:
                 job = self._claim_in(c, worker_id, next_lease, now, queues)
@@ -496,19 +514,63 @@ class SQLiteStore(SQLStore):
                     job = self._claim_in(c, worker_id, next_lease, now, queues, ahead=True)
         return claimed, lost
 
-    def release(self, worker_id: str, jobs: list) -> None:
-        with self._write() as (c, now):
+    def release(self, worker_id: str, jobs: list[Job]) -> None:
+        # Taken ahead and never started: still pending, only the reservation
+        # goes. (One cancelled meanwhile is `cancelled` already.)
+        with self._write() as (c, _):
             for job in jobs:
-                cur = c.execute(SQL["release"], (now, job.id, worker_id))
-                if cur.rowcount == 1:
-                    # As if never claimed: the claim's event goes too.
-                    c.execute(SQL["delete_claim_event"], (job.id, worker_id))
-                else:
-                    # Cancelled while it waited its turn (or no longer ours).
-                    self._finish_in(c, now, job, as_cancelled(
-                        Outcome("interrupted", error="cancelled before it started")), CANCEL)
+                c.execute(SQL["unreserve"], (job.id, worker_id))
 
-    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float) -> bool:
+    def _finish_held_in(self, c: sqlite3.Connection, now: int, job: Job, outcome: Outcome,
+                        decision: Decision) -> bool:
+        """A job taken ahead whose whole attempt ran while it was reserved:
+        its start (job.started_at) and its end, at once. False if the
+        reservation was lost (cancelled, or taken by another worker after it
+        expired)."""
+        row = c.execute(SQL["finish_flags"], (job.id,)).fetchone()
+        if row is None:
+            return False
+        state, event, run_at, finished = ending(decision, job, now)
+        error = None if state == "completed" else outcome.error
+        cur = c.execute(SQL["finish_held"], {
+            "state": state, "worker": job.worker_id, "started": job.started_at, "now": now,
+            "finished": finished, "run_at": run_at, "exit_code": outcome.exit_code,
+            "error": error, "output": outcome.output or None,
+            "truncated": int(outcome.truncated), "id": job.id, "attempts": job.attempts - 1})
+        if cur.rowcount != 1:
+            return False
+        # (The events at the commit, like every event: `at` grows with seq;
+        # the job's started_at is its real start.)
+        c.execute(SQL["insert_event"], (job.id, "processing", job.attempts, now,
+                                        job.worker_id, None))
+        self._ended(c, now, job, outcome, (state, event, run_at, error), row[1])
+        return True
+
+    def start_held(self, worker_id: str, job: Job, lease_timeout: float) -> bool:
+        with self._write() as (c, now):
+            cur = c.execute(SQL["start_held"], {
+                "worker": worker_id, "started": job.started_at, "now": now,
+                "lease": now + round(lease_timeout * 1000), "id": job.id,
+                "attempts": job.attempts - 1})
+            if cur.rowcount != 1:
+                return False
+            c.execute(SQL["insert_event"], (job.id, "processing", job.attempts, now,
+                                            worker_id, None))
+        return True
+
+    def _hand_back(self, params: dict) -> bool:
+        with self._write() as (c, now):
+            params["now"] = now
+            if c.execute(SQL["hand_back"], params).rowcount != 1:
+                return False
+            c.execute(SQL["insert_event"], (
+                params["id"], "retry_scheduled", params["attempts"], now, params["worker"],
+                detail_json(error=params["error"], duration=params["duration"],
+                            run_at=iso(now), interrupted=True)))
+        return True
+
+    def heartbeat(self, worker_id: str, job_id: "str | None", lease_timeout: float,
+                  held: Sequence[str] = ()) -> bool:
         lease = round(lease_timeout * 1000)
         with self._write() as (c, now):
             cur = c.execute(SQL["beat_worker"], (now, now + lease, worker_id))
@@ -516,10 +578,17 @@ class SQLiteStore(SQLStore):
                 # Our row was swept as stale (we were frozen): register again.
                 host, pid, started = self._identity
                 c.execute(SQL["insert_worker"], (worker_id, host, pid, started, now, now + lease))
+            if held:
+                # The reservations of the jobs it has taken ahead.
+                c.execute(SQL["renew_reservations"], {
+                    "until": now + lease, "ids": self._list(held), "worker": worker_id})
+            if job_id is None and not held:
+                return True
+            # Every job processing under the worker: the one running and any
+            # ended whose result is not recorded yet.
+            c.execute(SQL["renew_leases"], (now + lease, worker_id))
             if job_id is None:
                 return True
-            # Every job the worker holds: the one running and any taken ahead.
-            c.execute(SQL["renew_leases"], (now + lease, worker_id))
             return c.execute(SQL["holds_job"], (job_id, worker_id)).fetchone() is not None
 
     # ------------------------------------------------------------ rescue

@@ -322,28 +322,39 @@ ev AS (
     SELECT id, 'processing', attempts, started_at, worker_id FROM claimed)
 SELECT * FROM claimed;
 
+-- A cancel requested while the attempt ended (and not in time to kill it)
+-- wins over a retry or the DLQ: "this attempt ends cancelled" is the job's
+-- cancel_requested and an ending other than `completed`. The flag is read from
+-- the row being updated, not from a separate scan: under READ COMMITTED, an
+-- UPDATE that waited for a concurrent cancel's row lock re-reads only its
+-- target row, so a flag read elsewhere would miss that cancel (reported
+-- `cancelling`, then retried; tests/e2e/test_cancel_race.py).
+
 -- name: finish
--- description: End an attempt held by a worker, with its event; a cancel requested meanwhile wins over a retry or the DLQ (c: "this attempt ends cancelled").
+-- description: End an attempt held by a worker, with its event; a cancel requested meanwhile (read from the updated row) wins over a retry or the DLQ.
 WITH done AS (
     UPDATE queuectl_jobs j
-    SET state = CASE WHEN c THEN 'cancelled' ELSE %(state)s::text END,
+    SET state = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed')
+                     THEN 'cancelled' ELSE %(state)s::text END,
         updated_at = COALESCE(%(now)s::bigint,
                               (extract(epoch FROM statement_timestamp()) * 1000)::bigint),
-        finished_at = CASE WHEN %(state)s::text = 'failed' AND NOT c THEN NULL
+        finished_at = CASE WHEN %(state)s::text = 'failed'
+                                AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
+                           THEN NULL
                            ELSE COALESCE(%(now)s::bigint,
                                 (extract(epoch FROM statement_timestamp()) * 1000)::bigint)
                       END,
-        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT c
+        run_at = CASE WHEN %(state)s::text = 'failed'
+                           AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
                       THEN COALESCE(%(now)s::bigint,
                            (extract(epoch FROM statement_timestamp()) * 1000)::bigint)
                            + %(delay)s::bigint
                       ELSE j.run_at END,
         exit_code = %(exit_code)s::bigint,
-        last_error = CASE WHEN c THEN %(cancelled)s::text ELSE %(error)s::text END,
+        last_error = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed')
+                          THEN %(cancelled)s::text ELSE %(error)s::text END,
         lease_expires_at = NULL, output = %(output)s::text,
         output_truncated = %(truncated)s::boolean, cancel_requested = false
-    FROM (SELECT j2.cancel_requested AND %(state)s::text <> 'completed' AS c
-          FROM queuectl_jobs j2 WHERE j2.id = %(id)s::text) AS flag
     WHERE j.id = %(id)s::text AND j.state = 'processing' AND j.worker_id = %(worker)s::text
           AND j.attempts = %(attempts)s::bigint
     RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error,
@@ -362,27 +373,30 @@ ev AS (
 SELECT state, has_dependents FROM done;
 
 -- name: finish_claim
--- description: A worker's usual step, one round trip: finish (as above), then, only if it matched and no queue has a limit, claim_unlimited's claim.
+-- description: A worker's usual step, one round trip: finish (as above, the cancel flag read from the updated row), then, only if it matched and no queue has a limit, claim_unlimited's claim.
 WITH done AS (
     UPDATE queuectl_jobs j
-    SET state = CASE WHEN c THEN 'cancelled' ELSE %(state)s::text END,
+    SET state = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed')
+                     THEN 'cancelled' ELSE %(state)s::text END,
         updated_at = COALESCE(%(now)s::bigint,
                               (extract(epoch FROM statement_timestamp()) * 1000)::bigint),
-        finished_at = CASE WHEN %(state)s::text = 'failed' AND NOT c THEN NULL
+        finished_at = CASE WHEN %(state)s::text = 'failed'
+                                AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
+                           THEN NULL
                            ELSE COALESCE(%(now)s::bigint,
                                 (extract(epoch FROM statement_timestamp()) * 1000)::bigint)
                       END,
-        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT c
+        run_at = CASE WHEN %(state)s::text = 'failed'
+                           AND NOT (j.cancel_requested AND %(state)s::text <> 'completed')
                       THEN COALESCE(%(now)s::bigint,
                            (extract(epoch FROM statement_timestamp()) * 1000)::bigint)
                            + %(delay)s::bigint
                       ELSE j.run_at END,
         exit_code = %(exit_code)s::bigint,
-        last_error = CASE WHEN c THEN %(cancelled)s::text ELSE %(error)s::text END,
+        last_error = CASE WHEN (j.cancel_requested AND %(state)s::text <> 'completed')
+                          THEN %(cancelled)s::text ELSE %(error)s::text END,
         lease_expires_at = NULL, output = %(output)s::text,
         output_truncated = %(truncated)s::boolean, cancel_requested = false
-    FROM (SELECT j2.cancel_requested AND %(state)s::text <> 'completed' AS c
-          FROM queuectl_jobs j2 WHERE j2.id = %(id)s::text) AS flag
     WHERE j.id = %(id)s::text AND j.state = 'processing' AND j.worker_id = %(worker)s::text
           AND j.attempts = %(attempts)s::bigint
     RETURNING j.id, j.attempts, j.updated_at, j.run_at, j.state, j.last_error,
@@ -436,6 +450,38 @@ ev2 AS (
     INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id)
     SELECT id, 'processing', attempts, started_at, worker_id FROM claimed)
 SELECT d.state, d.has_dependents, c.* FROM done d LEFT JOIN claimed c ON true;
+
+-- name: hand_back
+-- description: An interrupted attempt handed back: failed, due now, not charged (max_retries + 1), with its retry_scheduled event (detail interrupted); guard: processing, same worker and attempt, no cancel requested.
+WITH done AS (
+    UPDATE queuectl_jobs
+    SET state = 'failed',
+        updated_at = COALESCE(%(now)s::bigint,
+                              (extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+        run_at = COALESCE(%(now)s::bigint,
+                          (extract(epoch FROM statement_timestamp()) * 1000)::bigint),
+        max_retries = CASE WHEN max_retries < 2147483647 THEN max_retries + 1
+                           ELSE max_retries END,
+        finished_at = NULL, exit_code = %(exit_code)s::bigint, last_error = %(error)s::text,
+        lease_expires_at = NULL, output = %(output)s::text,
+        output_truncated = %(truncated)s::boolean
+    WHERE id = %(id)s::text AND state = 'processing' AND worker_id = %(worker)s::text
+          AND attempts = %(attempts)s::bigint AND NOT cancel_requested
+    RETURNING id, updated_at)
+INSERT INTO queuectl_events (job_id, event, attempt, at, worker_id, detail)
+SELECT id, 'retry_scheduled', %(attempts)s::bigint, updated_at, %(worker)s::text,
+       json_build_object('error', %(error)s::text, 'duration', %(duration)s::float8,
+                         'run_at', to_char(to_timestamp(updated_at / 1000.0) AT TIME ZONE 'UTC',
+                                           'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                         'interrupted', true)::text
+FROM done;
+
+-- name: held_state
+-- description: Is a job taken ahead still held by the worker (pending, reserved by it, with the attempts it was taken with), and is its queue paused? (This backend takes no job ahead: never held.)
+SELECT state = 'pending' AND reserved_by = %(worker)s::text
+       AND attempts = %(attempts)s::bigint,
+       EXISTS (SELECT 1 FROM queuectl_queues q WHERE q.name = j.queue AND q.paused)
+FROM queuectl_jobs j WHERE id = %(id)s::text;
 
 -- name: held_by
 -- description: Jobs processing under a worker, oldest claim first.

@@ -133,9 +133,9 @@ WHERE d.dep_id IN (SELECT value FROM json_each(:ids)) AND p.state IN ('dead', 'c
 ORDER BY j.seq, d.dep_id;
 
 -- name: cancel_waiting
--- description: A pending or failed job (:id) ends cancelled with :error.
+-- description: A pending or failed job (:id) ends cancelled with :error (a reservation it had ends).
 UPDATE jobs SET state = 'cancelled', blocked = 0, updated_at = :now, finished_at = :now,
-       last_error = :error
+       last_error = :error, reserved_by = NULL, reserved_until = NULL
 WHERE id = :id AND state IN ('pending', 'failed');
 
 -- name: job_for_cancel
@@ -168,16 +168,18 @@ WHERE d.job_id = :id
 ORDER BY p.seq;
 
 -- name: requeue_job
--- description: A completed, dead or cancelled job (:id) is pending again, attempts reset (:blocked: a dependency has not completed).
+-- description: A completed, dead or cancelled job (:id) is pending again, attempts reset, not reserved (:blocked: a dependency has not completed).
 UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now,
-       finished_at = NULL, cancel_requested = 0, blocked = :blocked
+       finished_at = NULL, cancel_requested = 0, blocked = :blocked,
+       reserved_by = NULL, reserved_until = NULL
 WHERE id = :id AND state IN ('completed', 'dead', 'cancelled');
 
 -- name: edit_job
--- description: Change a waiting (pending or failed) job's priority, run_at, max_retries or timeout; NULL leaves one as it is.
+-- description: Change a waiting (pending or failed) job's priority, run_at, max_retries or timeout; NULL leaves one as it is. A job taken ahead loses its reservation: its worker, holding the old values, does not start it.
 UPDATE jobs SET priority = coalesce(:priority, priority), run_at = coalesce(:run_at, run_at),
        max_retries = coalesce(:max_retries, max_retries),
-       timeout = coalesce(:timeout, timeout), updated_at = :now
+       timeout = coalesce(:timeout, timeout), updated_at = :now,
+       reserved_by = NULL, reserved_until = NULL
 WHERE id = :id AND state IN ('pending', 'failed');
 
 -- name: cancel_candidates
@@ -193,8 +195,17 @@ ORDER BY seq;
 -- description: The claiming worker's stop flag (no row: it may not claim).
 SELECT stop_requested FROM workers WHERE id = ?;
 
+-- A pending job taken ahead is reserved (schema version 6): reserved_by names
+-- the worker holding it, reserved_until is the reservation's end, renewed by
+-- that worker's heartbeat. It stays `pending`; a claim skips it while the
+-- reservation lasts and its worker's row exists: it is free if
+--     reserved_until IS NULL OR reserved_until < now
+--     OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.reserved_by)
+-- (written out in ready, ready_in_queues and next_due; only reserved rows,
+-- few, ever evaluate the subquery).
+
 -- name: ready
--- description: The claim's look for the best ready job at ?1 (seq, JOB_COLS), outside paused queues and queues at their limit.
+-- description: The claim's look for the best ready job at ?1 (seq, JOB_COLS), outside paused queues and queues at their limit, not reserved by a live worker.
 SELECT seq, id, command, state, attempts, max_retries, priority, run_at, timeout,
        created_at, updated_at, started_at, finished_at, exit_code, last_error,
        worker_id, lease_expires_at, options, queue, blocked
@@ -203,6 +214,8 @@ WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= ?1
   AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 OR (max_running > 0
       AND max_running <= (SELECT count(*) FROM jobs r
                           WHERE r.state = 'processing' AND r.queue = queues.name)))
+  AND (reserved_until IS NULL OR reserved_until < ?1
+       OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.reserved_by))
 ORDER BY priority DESC, run_at, seq LIMIT 1;
 
 -- name: ready_in_queues
@@ -216,6 +229,8 @@ WHERE state IN ('pending', 'failed') AND blocked = 0 AND run_at <= ?1
       AND max_running <= (SELECT count(*) FROM jobs r
                           WHERE r.state = 'processing' AND r.queue = queues.name)))
   AND queue IN (SELECT value FROM json_each(?2))
+  AND (reserved_until IS NULL OR reserved_until < ?1
+       OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.reserved_by))
 ORDER BY priority DESC, run_at, seq LIMIT 1;
 
 -- name: queue_limited
@@ -223,11 +238,17 @@ ORDER BY priority DESC, run_at, seq LIMIT 1;
 SELECT 1 FROM queues WHERE name = ? AND max_running > 0;
 
 -- name: claim
--- description: The job at seq ?5 becomes processing for a worker, its attempt counted.
+-- description: The job at seq ?5 becomes processing for a worker, its attempt counted (a reservation it had ends).
 UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = ?,
        started_at = ?, updated_at = ?, lease_expires_at = ?, finished_at = NULL,
-       cancel_requested = 0, output = NULL, output_truncated = 0
+       cancel_requested = 0, output = NULL, output_truncated = 0,
+       reserved_by = NULL, reserved_until = NULL
 WHERE seq = ? AND state IN ('pending', 'failed');
+
+-- name: reserve
+-- description: A job taken ahead (seq ?3) is reserved for worker ?1 until ?2; it stays pending (no attempt, no event).
+UPDATE jobs SET reserved_by = ?, reserved_until = ?
+WHERE seq = ? AND state = 'pending' AND attempts = 0;
 
 -- name: finish_flags
 -- description: A finishing job's cancel flag and whether it has dependents.
@@ -240,16 +261,48 @@ UPDATE jobs SET state = ?, updated_at = ?, finished_at = ?, run_at = ?,
        output = ?, output_truncated = ?
 WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = ?;
 
--- name: release
--- description: A job claimed ahead that never started is pending again, as if never claimed.
-UPDATE jobs SET state = 'pending', attempts = 0, worker_id = NULL, started_at = NULL,
-       lease_expires_at = NULL, updated_at = ?
-WHERE id = ? AND state = 'processing' AND worker_id = ? AND attempts = 1
+-- name: hand_back
+-- description: An interrupted attempt handed back: failed, due at :now, not charged (max_retries + 1); guard: processing, same worker and attempt, no cancel requested.
+UPDATE jobs SET state = 'failed',
+       max_retries = CASE WHEN max_retries < 2147483647 THEN max_retries + 1
+                          ELSE max_retries END,
+       updated_at = :now, run_at = :now, finished_at = NULL, exit_code = :exit_code,
+       last_error = :error, lease_expires_at = NULL, output = :output,
+       output_truncated = :truncated
+WHERE id = :id AND state = 'processing' AND worker_id = :worker AND attempts = :attempts
   AND cancel_requested = 0;
 
--- name: delete_claim_event
--- description: The processing event of a released job's claim.
-DELETE FROM events WHERE job_id = ? AND event = 'processing' AND attempt = 1 AND worker_id = ?;
+-- Jobs taken ahead are held while `pending AND reserved_by = worker AND
+-- attempts = the attempts it was taken with` (the guard of held_state,
+-- start_held and finish_held).
+
+-- name: held_state
+-- description: Is a job taken ahead still held by :worker (pending, reserved by it, :attempts as taken), and is its queue paused?
+SELECT state = 'pending' AND reserved_by = :worker AND attempts = :attempts,
+       EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused = 1)
+FROM jobs WHERE id = :id;
+
+-- name: start_held
+-- description: A job taken ahead that has run for a while becomes processing with a lease and its real start (guard: still held).
+UPDATE jobs SET state = 'processing', attempts = attempts + 1, worker_id = :worker,
+       started_at = :started, updated_at = :now, lease_expires_at = :lease,
+       finished_at = NULL, cancel_requested = 0, output = NULL, output_truncated = 0,
+       reserved_by = NULL, reserved_until = NULL
+WHERE id = :id AND state = 'pending' AND reserved_by = :worker AND attempts = :attempts;
+
+-- name: finish_held
+-- description: A job taken ahead whose whole attempt ran while it was reserved: its start and end at once (guard: still held).
+UPDATE jobs SET state = :state, attempts = attempts + 1, worker_id = :worker,
+       started_at = :started, updated_at = :now, finished_at = :finished, run_at = :run_at,
+       exit_code = :exit_code, last_error = :error, lease_expires_at = NULL,
+       cancel_requested = 0, output = :output, output_truncated = :truncated,
+       reserved_by = NULL, reserved_until = NULL
+WHERE id = :id AND state = 'pending' AND reserved_by = :worker AND attempts = :attempts;
+
+-- name: unreserve
+-- description: A job taken ahead that never started is given back: its reservation ends (it stayed pending).
+UPDATE jobs SET reserved_by = NULL, reserved_until = NULL
+WHERE id = ? AND state = 'pending' AND reserved_by = ?;
 
 -- name: held_by
 -- description: Jobs processing under a worker, oldest claim first.
@@ -270,8 +323,13 @@ INSERT INTO workers (id, host, pid, started_at, heartbeat_at, expires_at)
 VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: renew_leases
--- description: Every job a worker holds (the one running and any taken ahead) gets a new lease.
+-- description: Every job processing under a worker (the one running and any ended whose result is not recorded yet) gets a new lease.
 UPDATE jobs SET lease_expires_at = ? WHERE state = 'processing' AND worker_id = ?;
+
+-- name: renew_reservations
+-- description: The reservations of the jobs a worker has taken ahead (:ids, a JSON array) last until :until.
+UPDATE jobs SET reserved_until = :until
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending' AND reserved_by = :worker;
 
 -- name: holds_job
 -- description: Does the worker still hold this job?
@@ -552,14 +610,19 @@ WHERE state IN ('pending', 'failed') AND queue NOT IN (SELECT name FROM queues W
 LIMIT 1;
 
 -- name: next_due
--- description: Milliseconds from :now until the earliest job a claim could take is due (NULL: none).
-SELECT (SELECT min(run_at) FROM jobs INDEXED BY jobs_due
-        WHERE state IN ('pending', 'failed') AND blocked = 0
-          AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 OR (max_running > 0
-              AND max_running <= (SELECT count(*) FROM jobs r
-                                  WHERE r.state = 'processing' AND r.queue = queues.name)))
-          AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))))
-       - :now;
+-- description: Milliseconds from :now until the earliest job a claim could take is due (NULL: none); one reserved by a live worker is due when its reservation ends. (The first 65 in run_at order: past them, the 65th's run_at.)
+SELECT CASE WHEN count(*) = 65 THEN min(min(due), max(run_at)) ELSE min(due) END - :now
+FROM (SELECT run_at,
+             CASE WHEN reserved_until IS NULL OR reserved_until < :now
+                       OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = jobs.reserved_by)
+                  THEN run_at ELSE max(run_at, reserved_until) END AS due
+      FROM jobs INDEXED BY jobs_due
+      WHERE state IN ('pending', 'failed') AND blocked = 0
+        AND queue NOT IN (SELECT name FROM queues WHERE paused = 1 OR (max_running > 0
+            AND max_running <= (SELECT count(*) FROM jobs r
+                                WHERE r.state = 'processing' AND r.queue = queues.name)))
+        AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      ORDER BY run_at LIMIT 65);
 
 -- ===================================================================== events
 
