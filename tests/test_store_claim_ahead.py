@@ -149,7 +149,7 @@ def _worker_with_batch(store, jobs, ahead=7):
     worker = Worker(store, "w1", quiet=True)
     _worker(store)
     claimed, _ = store.finish_all("w1", [], 30, None, ahead=ahead)
-    worker.ahead, worker._batch_at = claimed[1:], time.monotonic()
+    worker.batch.ahead, worker.batch.claimed_at = claimed[1:], time.monotonic()
     return worker, claimed
 
 
@@ -177,7 +177,7 @@ def test_jobs_taken_back_from_a_frozen_worker_are_not_started(store, clock):
     # Frozen for a minute before b's turn: b's reservation ran out and
     # another worker took it.
     clock.advance(60)
-    worker._batch_at = worker._held_renewed = time.monotonic() - 60
+    worker.batch.claimed_at = worker.batch.renewed_at = time.monotonic() - 60
     other = _worker(store, "w2")
     assert store.claim(other, 30).id == "b"
     nxt, waited = worker.execute(b)                   # not started: everything given back
@@ -194,8 +194,8 @@ def test_jobs_a_failed_release_could_not_give_back_stay_the_workers(store, monke
     def broken(*args):
         raise StoreError("database q.db: database or disk is full")
     monkeypatch.setattr(store, "release", broken)
-    worker._release()
-    assert [j.id for j in worker.ahead] == ["b", "c"]     # kept: to run, or give back later
+    worker.batch.release()
+    assert [j.id for j in worker.batch.ahead] == ["b", "c"]     # kept: to run, or give back later
 
 
 def test_a_job_edited_or_cancelled_and_requeued_while_reserved_is_no_longer_reserved(store):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from queuectl import config as cfgmod
+from queuectl.clock import FakeClock
 from queuectl.errors import StoreError
 from queuectl.model import Job
 from queuectl.worker import Worker
@@ -44,13 +45,29 @@ def _job(command: str) -> Job:
                lease_expires_at=1)
 
 
+def _worker(store, seconds_per_tick: float) -> "tuple[Worker, FakeClock]":
+    """A worker on a fake clock that moves `seconds_per_tick` at each of the
+    runner's ticks (every 0.25 s of real time) while a job runs."""
+    clock = FakeClock()
+    worker = Worker(store, "w1", quiet=True, clock=clock)
+    tick = worker.tick
+
+    def ticking():
+        clock.advance(seconds_per_tick)
+        return tick()
+    worker.tick = ticking
+    return worker, clock
+
+
 def test_a_job_whose_lease_cannot_be_renewed_is_killed_before_it_could_run_twice():
-    store = UnreachableStore(lease_timeout=1)
-    worker = Worker(store, "w1", quiet=True)
-    t0 = time.monotonic()
+    store = UnreachableStore(lease_timeout=2)
+    worker, clock = _worker(store, seconds_per_tick=0.5)
+    t0, f0 = time.monotonic(), clock.monotonic()
     assert worker.execute(_job("sleep 20")) == (None, False)    # (next job, taken ahead)
     took = time.monotonic() - t0
-    # Killed at ~0.9 x lease_timeout (plus the runner's TERM grace), not after 20 s.
+    # Killed at ~0.9 x lease_timeout on the worker's clock (plus the runner's
+    # TERM grace), not after 20 s.
+    assert 1.8 <= clock.monotonic() - f0 <= 2.5
     assert took < 5, took
     assert worker.lease_lost
     assert store.finished == [], "a result that is not ours is never recorded"
@@ -58,11 +75,13 @@ def test_a_job_whose_lease_cannot_be_renewed_is_killed_before_it_could_run_twice
 
 def test_a_short_outage_does_not_stop_the_job():
     store = UnreachableStore(lease_timeout=30)
-    worker = Worker(store, "w1", quiet=True)
+    worker, clock = _worker(store, seconds_per_tick=2.5)
     # Once the result is offered, a second Ctrl+C: _record gives up instead of retrying.
     store.on_finish = lambda: setattr(worker, "stop_mode", "hard")
-    t0 = time.monotonic()
+    t0, f0 = time.monotonic(), clock.monotonic()
     worker.execute(_job("sleep 1.5"))
     assert time.monotonic() - t0 >= 1.4, "the command ran to its end"
+    # An outage of several seconds on the worker's clock, under 0.9 x lease_timeout.
+    assert 7.5 <= clock.monotonic() - f0 < 27
     assert not worker.lease_lost
     assert len(store.finished) == 1, "the job ran to its end and its result was offered"

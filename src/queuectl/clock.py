@@ -18,6 +18,13 @@ class SystemClock:
         how long something has gone unchanged (the SQLite lease rescue)."""
         return time.monotonic_ns() // 1_000_000
 
+    def monotonic(self) -> float:
+        """Monotonic seconds: the worker's timers, leases it renews, stop bursts."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
 
 class FakeClock:
     """A clock that only moves when told to (tests)."""
@@ -30,6 +37,13 @@ class FakeClock:
 
     def monotonic_ms(self) -> int:
         return self.ms
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeping only moves the clock."""
+        self.advance(seconds)
 
     def advance(self, seconds: float) -> None:
         self.ms += round(seconds * 1000)

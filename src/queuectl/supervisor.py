@@ -21,7 +21,7 @@ import traceback
 from queuectl import log, orphans, runner
 from queuectl.errors import StoreError
 from queuectl.store import open_store
-from queuectl.worker import STOP_BURST, Worker   # imported before fork: children share it
+from queuectl.worker import STOP_BURST, Worker  # imported before fork: children share it
 
 # SIGHUP (the terminal or ssh session went away) stops workers like SIGTERM.
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
