@@ -162,8 +162,8 @@ def test_parse_duration_refuses_anything_else_naming_what(text):
 
 
 def test_claim_ahead_maximum_is_what_workers_use():
-    from queuectl import worker
-    assert config.MAX_CLAIM_AHEAD == worker.MAX_AHEAD == KEYS["claim_ahead"].maximum
+    from queuectl import worker_batch
+    assert config.MAX_CLAIM_AHEAD == worker_batch.MAX_AHEAD == KEYS["claim_ahead"].maximum
 
 
 def test_unknown_key_gets_did_you_mean_when_close():

@@ -50,6 +50,7 @@ def _worker(store, seconds_per_tick: float) -> "tuple[Worker, FakeClock]":
     runner's ticks (every 0.25 s of real time) while a job runs."""
     clock = FakeClock()
     worker = Worker(store, "w1", quiet=True, clock=clock)
+    worker._claimed_at = clock.monotonic()      # (as if it had just claimed the job)
     tick = worker.tick
 
     def ticking():

@@ -65,6 +65,7 @@ class Worker(Chores):
         self.cron_errors: dict = {}     # schedule name -> why this worker could not fire it
         self._db_error = None
         self._renewed = self.clock.monotonic()   # when the running job's lease was last renewed
+        self._claimed_at = float("-inf")   # monotonic, from before the running job's claim
         self._started = 0.0       # when the running job started (monotonic)
         self.uncertain = False      # a store call failed: do we hold a job we don't know of?
         self.failed: "str | None" = None   # why this worker stops with an error (exit 1)
@@ -157,6 +158,7 @@ class Worker(Chores):
             if self.batch.ahead:
                 self.clock.sleep(1.0)
                 return None
+        self._claimed_at = self.clock.monotonic()    # (before: the lease starts later)
         job = self.store.claim(self.id, self.cfg["lease_timeout"], self.queues)
         if job is None:
             if self.burst and not self.store.has_unfinished(self.queues):
@@ -186,6 +188,7 @@ class Worker(Chores):
         committed but whose reply was lost; run it rather than let it expire."""
         held = self.store.held_by(self.id)
         self.uncertain = False
+        self._claimed_at = float("-inf")     # claimed when? Renew before starting it.
         if held:
             self.log(f"job {held[0].id}: claimed before the database connection "
                      "dropped; running it now", always=True)
@@ -208,6 +211,8 @@ class Worker(Chores):
             # when it turns out long; see tick()).
             job.attempts += 1
             job.started_at = self.store.now_ms()
+        elif not self._lease_fresh(job):
+            return None, False
         outcome = self._run(job)
         if self.orphaned:
             self.log(f"job {job.id}: supervisor died; command killed, job left "
@@ -224,6 +229,31 @@ class Worker(Chores):
         if result:
             batch.keep(result)
         return batch.next_job(outcome.duration if result else SHORT_JOB, limit)
+
+    def _lease_fresh(self, job) -> bool:
+        """A claimed job starts only while its lease is surely ours: granted
+        less than LEASE_MARGIN x lease_timeout ago by our monotonic clock
+        (measured from before the claim). A worker frozen longer between the
+        claim and the start (SIGSTOP, a VM pause, a slow database) renews the
+        lease first, and does not start a job a rescue took meanwhile."""
+        lease = float(self.cfg["lease_timeout"])
+        if self.clock.monotonic() - self._claimed_at <= LEASE_MARGIN * lease:
+            return True
+        at = self.clock.monotonic()
+        try:
+            held = self.store.heartbeat(self.id, job.id, lease)
+        except QueueError as e:
+            # Unsure: still ours, and renewed by every heartbeat, so never left
+            # for the rescue. Look again (adopt) before starting it.
+            self._db_trouble(e)
+            self.uncertain = True
+            return False
+        if held:
+            self._claimed_at = at
+            return True
+        self.log(f"job {job.id}: taken back by a rescue while this worker was frozen "
+                 "before starting it; not starting it", always=True)
+        return False
 
     def _run(self, job) -> Outcome:
         """Run the job's command (ticks on), or not at all after a hard stop."""
@@ -296,6 +326,7 @@ class Worker(Chores):
                     self.log(f"job {job.id} interrupted by the stop ({outcome.error}); "
                              "handed back for an immediate retry (the attempt is not charged)")
                     return None
+                self._claimed_at = self.clock.monotonic()   # (the next job's claim)
                 nxt = self.store.finish(job, outcome, decision,
                                         self.cfg["lease_timeout"] if more else None,
                                         self.queues)

@@ -85,6 +85,7 @@ class AheadBatch:
             return self.ahead.pop(0), True
         if claimed:
             self.ahead, self.claimed_at = claimed[1:], at
+            w._claimed_at = at
             return claimed[0], False
         return None, False
 

@@ -81,7 +81,10 @@ def test_a_worker_frozen_past_its_lease_never_starts_a_job_taken_back_meanwhile(
     # Two workers drain short jobs with a 1 s lease; one is frozen (SIGSTOP)
     # for longer than the lease at random moments, again and again, then let
     # go. Its jobs taken ahead are taken by the other worker meanwhile. No run
-    # may start on a worker after another worker claimed that job.
+    # may start on a worker after another worker claimed that job. (This also
+    # caught, once in a full run, a job claimed the ordinary way (the first
+    # of a batch) started after a freeze between the claim's commit and the
+    # start: a claim's age is now measured from before the claim.)
     cli.ok("config", "set", "lease_timeout", "1")
     cli.ok("config", "set", "backoff_base", "1")
     runs = tmp_path / "runs"
