@@ -33,6 +33,7 @@ def no_inherited_fds() -> None:
     0, 1 and 2. The worker's own descriptors are close-on-exec already
     (Python's, SQLite's, libpq's); this catches those it inherited from
     whatever started it (a service manager, a shell, a test harness)."""
+    fds: "list[int] | range"
     try:
         fds = [int(x) for x in os.listdir("/proc/self/fd")]
     except OSError:
@@ -130,6 +131,7 @@ def run(command: str, env: dict, *, timeout: float = 0.0, tick=None,
             record.ended()
     duration = time.monotonic() - started
     output, truncated = proc.tail.text()
+    assert proc.status is not None       # close() has reaped the shell
     code = os.waitstatus_to_exitcode(proc.status)
     if kind == "timeout":
         return Outcome("timeout", None, f"timed out after {_fmt_seconds(timeout)}",
@@ -157,6 +159,7 @@ class _Proc:
         self.pid, self.fd = pid, fd
         self.tail = _Tail(cap)
         self.status: "int | None" = None
+        self.pidfd: "int | None"
         try:
             self.pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -193,7 +196,7 @@ class _Proc:
             self.exited = info is not None
         # with a pidfd, exit is reported by poll()
 
-    def _pump(self, wait: float) -> None:
+    def _pump(self, wait: "float | None") -> None:
         ms = max(0, int(wait * 1000)) if wait is not None else None
         if self.pidfd is None and not self.exited:
             ms = 50 if ms is None else min(ms, 50)

@@ -87,10 +87,10 @@ class Supervisor:
         runner.no_inherited_fds()      # jobs get fds 0-2 only
         for s in SIGNALS:
             signal.signal(s, self._on_signal)
-        for slot in range(self.count):
+        for n in range(self.count):
             if self.signals:
                 break        # told to stop while starting: start no more
-            self._spawn(slot)
+            self._spawn(n)
         if not self.quiet and self.children:
             _log(f"started {len(self.children)} worker(s): pids "
                  f"{' '.join(map(str, self.children))}")

@@ -16,7 +16,7 @@ import socket
 from queuectl import log, orphans, policy, runner
 from queuectl.clock import SystemClock
 from queuectl.errors import LeaseLost, QueueError
-from queuectl.model import Outcome
+from queuectl.model import Job, Outcome
 from queuectl.store.base import CANCEL, as_cancelled
 from queuectl.worker_batch import LEASE_MARGIN, SHORT_JOB, AheadBatch
 from queuectl.worker_chores import STOP_CHECK, Chores
@@ -53,17 +53,18 @@ class Worker(Chores):
         self._stop_signal_at: "float | None" = None   # monotonic time of the first stop signal
         self.orphaned = False
         self.lease_lost = False
-        self.job = None
+        self.job: Job | None = None
         self.batch = AheadBatch(self)     # jobs claimed ahead, results not yet recorded
         self.cfg = store.config()
         self.base_env = dict(os.environ)
         self.db = db      # QUEUECTL_DB for the jobs: they talk to the queue running them
         # Where this host's workers note their jobs' process groups (orphans.py).
         self.rundir = orphans.runtime_dir(self.host, db) if db is not None else None
-        self.record = None
+        self.record: orphans.Record | None = None
         self.timers = self._timers()
-        self.cron_errors: dict = {}     # schedule name -> why this worker could not fire it
-        self._db_error = None
+        # schedule name -> why this worker could not fire it
+        self.cron_errors: dict[str, str] = {}
+        self._db_error: str | None = None
         self._renewed = self.clock.monotonic()   # when the running job's lease was last renewed
         self._claimed_at = float("-inf")   # monotonic, from before the running job's claim
         self._started = 0.0       # when the running job started (monotonic)
@@ -421,6 +422,8 @@ class Worker(Chores):
             # We could not reach the database to renew the lease: by now another
             # worker may rescue the job. Stop ours rather than run it twice at once.
             self.lease_lost = True
+            # (tick() is called only by the runner, while _run's job runs.)
+            assert self.job is not None
             self.log(f"job {self.job.id}: lease not renewed for {unrenewed:.0f}s "
                      "(database unreachable); killing the command, the job will be "
                      "rescued and retried", always=True)

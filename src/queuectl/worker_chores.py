@@ -15,6 +15,13 @@ from queuectl import orphans
 from queuectl.errors import QueueError
 from queuectl.worker_timers import Timers
 
+TYPE_CHECKING = False          # (names for annotations only: nothing imported at run time)
+if TYPE_CHECKING:
+    from queuectl.clock import FakeClock, SystemClock
+    from queuectl.model import Decision, Job
+    from queuectl.store.base import Store
+    from queuectl.worker_batch import AheadBatch
+
 STOP_CHECK = 0.5      # how often the stop flag is read
 RESCUE_EVERY = 1.0    # how often expired leases are looked for
 CONFIG_EVERY = 2.0    # how often config is re-read
@@ -27,6 +34,33 @@ def heartbeat_interval(lease_timeout: float) -> float:
 
 
 class Chores:
+    # The worker's state that the tasks read and set: declared here for the
+    # type checker, set by Worker.__init__ (annotations only: no class
+    # attributes at run time).
+    store: Store
+    id: str
+    clock: SystemClock | FakeClock
+    parent_pid: int | None
+    wake_fds: tuple
+    rundir: str | None
+    cfg: dict
+    job: Job | None
+    batch: AheadBatch
+    timers: Timers
+    cron_errors: dict[str, str]
+    stop_mode: str | None
+    failed: str | None
+    orphaned: bool
+    lease_lost: bool
+    cancelling: bool
+    _db_error: str | None
+    _renewed: float
+
+    if TYPE_CHECKING:        # Worker's methods the tasks call
+        def log(self, msg: str, *, always: bool = False) -> None: ...
+        def _db_trouble(self, e: Exception) -> None: ...
+        def _decide_lost(self, job: Job) -> Decision: ...
+
     def _timers(self) -> Timers:
         """The tasks, in the order they run when due at once."""
         t = Timers(self.clock)
@@ -83,7 +117,7 @@ class Chores:
         running = job is not None and job.state == "processing"
         reserved = [j.id for j in self.batch.ahead] + (
             [job.id] if job is not None and not running else [])
-        held = self.store.heartbeat(self.id, job.id if running else None,
+        held = self.store.heartbeat(self.id, job.id if job is not None and running else None,
                                     self.cfg["lease_timeout"], reserved)
         self.batch.renewed_at = now
         if not held:

@@ -27,7 +27,7 @@ start_held.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 from queuectl import config as cfgmod
@@ -106,7 +106,7 @@ class SQLStore(Store):
     def _p(self, **params: Any) -> dict:
         raise NotImplementedError
 
-    def _list(self, values: "list | tuple") -> Any:
+    def _list(self, values: "Sequence[Any]") -> Any:
         raise NotImplementedError
 
     def _is_duplicate(self, e: BaseException) -> bool:

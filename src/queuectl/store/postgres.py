@@ -211,7 +211,7 @@ class PostgresStore(SQLStore):
         return params
 
     @staticmethod
-    def _list(values: "list | tuple") -> list:
+    def _list(values: "Sequence[Any]") -> list:
         return list(values)
 
     @staticmethod

@@ -296,7 +296,7 @@ class SQLiteStore(SQLStore):
         return params
 
     @staticmethod
-    def _list(values: "list | tuple") -> str:
+    def _list(values: "Sequence[Any]") -> str:
         return json.dumps(list(values))
 
     @staticmethod
