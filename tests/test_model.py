@@ -1,4 +1,4 @@
-"""Payload validation and timestamps (queuectl/model.py, queuectl/clock.py): pure."""
+"""Payload validation and timestamps (queuectl/payload.py, queuectl/model.py, queuectl/clock.py): pure."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from queuectl.clock import iso, parse_iso
 from queuectl.errors import InvalidInput
-from queuectl.model import (FIELDS, MAX_COMMAND_BYTES, NewJob, parse_many, parse_one,
-                            valid_id, validate_payload)
+from queuectl.model import FIELDS, MAX_COMMAND_BYTES, NewJob, valid_id
+from queuectl.payload import parse_many, parse_one, validate_payload
 
 DEFAULTS = {"default_max_retries": 3, "default_timeout": 0.0}
 
@@ -315,7 +315,8 @@ def test_to_dict_renders_times_as_iso():
 
 
 def test_exported_run_settings_come_back_on_import():
-    from queuectl.model import Job, parse_exported
+    from queuectl.model import Job
+    from queuectl.payload import parse_exported
     opts = {"fatal_exit_codes": [2], "cwd": "/srv", "env": {"A": "b"}}
     job = Job("x", "true", "dead", 1, 0, 0, 1_700_000_000_000, 0.0, 1_700_000_000_000,
               1_700_000_000_000, finished_at=1_700_000_000_000, options=opts)

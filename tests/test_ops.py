@@ -8,7 +8,7 @@ import pytest
 
 from queuectl import ops
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import parse_one
+from queuectl.payload import parse_one
 
 
 def test_names_and_states_are_checked_once_for_every_interface():

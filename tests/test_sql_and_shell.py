@@ -531,7 +531,8 @@ SHELL_SPECIAL = set(" \t\n\r\x00;&|<>()$`\\\"'*?[]#~=%!{},^@+/")
 
 
 def test_ids_and_queue_names_cannot_hold_a_shell_metacharacter():
-    from queuectl.model import valid_id, validate_payload
+    from queuectl.model import valid_id
+    from queuectl.payload import validate_payload
     from queuectl.errors import InvalidInput
     assert not ID_CHARS & SHELL_SPECIAL
     accepted = {chr(i) for i in range(0x3000) if valid_id(chr(i))}

@@ -15,7 +15,8 @@ import pytest
 
 from queuectl.clock import SystemClock
 from queuectl.errors import InvalidInput
-from queuectl.model import NewJob, parse_exported
+from queuectl.model import NewJob
+from queuectl.payload import parse_exported
 from queuectl.policy import BURY, COMPLETE
 from queuectl.runner import Outcome
 

@@ -10,7 +10,8 @@ on both sides of a DST change.
 from __future__ import annotations
 
 from queuectl.errors import InvalidInput, QueueError
-from queuectl.model import NewJob, decode_json, valid_id, validate_payload
+from queuectl.model import NewJob, valid_id
+from queuectl.payload import decode_json, validate_payload
 
 TYPE_CHECKING = False     # (not typing's: the store, and so `enqueue`, imports this module)
 if TYPE_CHECKING:

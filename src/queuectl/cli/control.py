@@ -105,7 +105,7 @@ def requeue(args: Namespace) -> int:
 def edit(args: Namespace) -> int:
     """`edit ID [--priority N] [--delay D|--run-at T] [--max-retries N]
     [--timeout D]`: validated as the same payload fields of `enqueue`."""
-    from queuectl.model import validate_payload
+    from queuectl.payload import validate_payload
     job_id = ops.job_id(args.id)
     given = {f: getattr(args, f) for f in ("priority", "delay", "run_at", "max_retries",
                                            "timeout") if getattr(args, f) is not None}

@@ -9,7 +9,8 @@ from queuectl import ops
 from queuectl.cli import render
 from queuectl.clock import iso
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import MAX_INPUT_CHARS, STATES, TERMINAL, fill_defaults, parse_many, parse_one
+from queuectl.model import MAX_INPUT_CHARS, STATES, TERMINAL
+from queuectl.payload import fill_defaults, parse_many, parse_one
 from queuectl.store import open_store, resolve_url
 from queuectl.text import visible
 
@@ -144,7 +145,7 @@ def add(args: Namespace) -> int:
             if not eq:
                 raise InvalidInput(f"--env must be NAME=VALUE, not {item!r}")
             env[name] = value
-    from queuectl.model import validate_payload
+    from queuectl.payload import validate_payload
     store_jobs(args, [validate_payload(payload)], bulk=False)
     return 0
 

@@ -8,7 +8,8 @@ from argparse import Namespace
 
 from queuectl.cli.jobs import db_url, open_db, read_input
 from queuectl.errors import InvalidInput
-from queuectl.model import MAX_BATCH, STATES, json_lines, parse_exported, validated
+from queuectl.model import MAX_BATCH, STATES
+from queuectl.payload import json_lines, parse_exported, validated
 
 
 def migrate(args: Namespace) -> int:
