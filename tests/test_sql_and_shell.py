@@ -401,7 +401,8 @@ def test_every_sql_statement_in_the_package_is_parameterised():
 STORE = SRC / "store"
 #: Which statement files each module's names must be found in.
 DIALECTS = {"sqlite.py": ("sqlite",), "postgres.py": ("postgres",),
-            "core.py": ("sqlite", "postgres"), "reads.py": ("sqlite", "postgres")}
+            "core.py": ("sqlite", "postgres"), "reads.py": ("sqlite", "postgres"),
+            "sqlite_conn.py": ("sqlite",)}
 
 
 def _statement_names(tree: ast.Module) -> set:

@@ -73,8 +73,13 @@ def parse(text: str, source: str = "<sql>") -> list[Query]:
     return out
 
 
+_LOADED: dict[str, dict[str, str]] = {}
+
+
 def load_queries(dialect: str) -> dict[str, str]:
-    """{name: statement} of store/sql/<dialect>.sql."""
-    path = os.path.join(FOLDER, f"{dialect}.sql")
-    with open(path, encoding="utf-8") as f:
-        return {q.name: q.sql for q in parse(f.read(), path)}
+    """{name: statement} of store/sql/<dialect>.sql (read once per process)."""
+    if dialect not in _LOADED:
+        path = os.path.join(FOLDER, f"{dialect}.sql")
+        with open(path, encoding="utf-8") as f:
+            _LOADED[dialect] = {q.name: q.sql for q in parse(f.read(), path)}
+    return _LOADED[dialect]
